@@ -1,0 +1,709 @@
+"""The cluster spec: what a person writes, read strictly and checked whole before anything runs.
+
+`load_spec(path)` returns a resolved `Cluster` (topology preset defaults filled in) or raises
+`SpecError` carrying one `Problem` per mistake. Each problem renders as one line:
+``cluster.yaml:12: networking.cni: 'weeve' is not a known CNI; use one of: calico, flannel, cilium, weave``.
+"""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from provision import versions
+
+API_VERSION = "provision.dev/v1alpha1"
+TOPOLOGIES = ("all-in-one", "single-master", "multi-master", "ha")
+CNIS = ("calico", "flannel", "cilium", "weave")
+LEGACY_CNIS = ("weave",)
+NODE_ROLES = ("control-plane", "worker", "etcd", "loadbalancer")
+
+# RFC 1123 label: what a hostname, a Kubernetes node name and a Docker container name all accept.
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+HOSTNAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
+VERSION = re.compile(r"^v?(\d+)\.(\d+)(\.(\d+))?$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    field: str
+    message: str
+    fix: str = ""
+    line: int | None = None
+
+    def render(self, source: str = "") -> str:
+        where = f"{source}:{self.line}: " if source and self.line else (f"{source}: " if source else "")
+        fix = f"; {self.fix}" if self.fix else ""
+        return f"{where}{self.field}: {self.message}{fix}"
+
+
+class SpecError(Exception):
+    """The spec is unusable; `problems` says every reason, one line each."""
+
+    def __init__(self, problems: list[Problem], source: str = "") -> None:
+        self.problems = problems
+        self.source = source
+        super().__init__("\n".join(p.render(source) for p in problems))
+
+    def lines(self) -> list[str]:
+        return [p.render(self.source) for p in self.problems]
+
+
+def _alias(name: str) -> str:
+    return to_camel(name).replace("Cidr", "CIDR").replace("Mib", "MiB").replace("Cni", "CNI")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=_alias, populate_by_name=True, strict=True)
+
+
+class KubernetesSpec(_Model):
+    version: str = versions.DEFAULT_KUBERNETES_MINOR
+
+
+class VagrantSpec(_Model):
+    backend: Literal["libvirt", "virtualbox", "docker"] = "libvirt"
+    box: str = "debian/bookworm64"
+    cpus: int = Field(2, ge=1, le=64)
+    memory_mib: int = Field(2048, ge=512, le=262144)
+
+
+class SSHTarget(_Model):
+    address: str
+    user: str = "root"
+    port: int = Field(22, ge=1, le=65535)
+    key: str | None = None
+
+
+class StaticSpec(_Model):
+    bastion: SSHTarget | None = None
+
+
+class ProviderSpec(_Model):
+    type: Literal["docker", "vagrant", "static"] = "docker"
+    vagrant: VagrantSpec | None = None
+    static: StaticSpec | None = None
+
+
+class NodeCounts(_Model):
+    control_planes: int = Field(1, ge=0, le=99)
+    workers: int = Field(0, ge=0, le=5000)
+    etcd: int = Field(0, ge=0, le=99)
+    load_balancers: int = Field(0, ge=0, le=9)
+
+
+class HostSpec(_Model):
+    name: str
+    address: str
+    roles: list[Literal["control-plane", "worker", "etcd", "loadbalancer"]] = Field(min_length=1)
+    user: str = "root"
+    port: int = Field(22, ge=1, le=65535)
+    key: str | None = None
+
+
+class EtcdSpec(_Model):
+    mode: Literal["stacked", "external"] = "stacked"
+    version: str | None = None
+    source: Literal["release", "distro", "artifacts"] = "release"
+
+
+class EndpointSpec(_Model):
+    type: Literal["none", "vip", "local-proxy", "external"] = "none"
+    address: str | None = None
+    port: int = Field(6443, ge=1, le=65535)
+
+
+class NetworkingSpec(_Model):
+    node_cidr: str | None = None
+    pod_cidr: str = "10.244.0.0/16"
+    service_cidr: str = "10.96.0.0/12"
+    cni: str = "calico"
+    allow_legacy_cni: bool = False
+
+
+class RuntimeSpec(_Model):
+    name: Literal["containerd"] = "containerd"
+    cgroup_driver: Literal["systemd"] = "systemd"
+    source: Literal["distro", "release", "artifacts"] = "distro"
+    version: str | None = None
+
+
+class DashboardSpec(_Model):
+    type: Literal["headlamp", "kubernetes-dashboard", "none"] = "headlamp"
+    access: Literal["read-only", "admin"] = "read-only"
+
+
+class ArtifactsSpec(_Model):
+    mode: Literal["online", "offline"] = "online"
+    dir: str | None = None
+
+
+class ClusterSpec(_Model):
+    api_version: Literal["provision.dev/v1alpha1"]
+    kind: Literal["Cluster"]
+    name: str
+    topology: Literal["all-in-one", "single-master", "multi-master", "ha"]
+    kubernetes: KubernetesSpec = KubernetesSpec()
+    provider: ProviderSpec = ProviderSpec()
+    nodes: NodeCounts | None = None
+    hosts: list[HostSpec] | None = None
+    etcd: EtcdSpec = EtcdSpec()
+    endpoint: EndpointSpec = EndpointSpec()
+    networking: NetworkingSpec = NetworkingSpec()
+    container_runtime: RuntimeSpec = RuntimeSpec()
+    dashboard: DashboardSpec = DashboardSpec()
+    artifacts: ArtifactsSpec = ArtifactsSpec()
+
+
+# What each topology preset fills in where the spec is silent. The spec wins wherever it speaks.
+PRESETS: dict[str, dict[str, Any]] = {
+    "all-in-one": {
+        "nodes": {"controlPlanes": 1, "workers": 0, "etcd": 0, "loadBalancers": 0},
+        "etcd": {"mode": "stacked"},
+        "endpoint": {"type": "none"},
+    },
+    "single-master": {
+        "nodes": {"controlPlanes": 1, "workers": 2, "etcd": 0, "loadBalancers": 0},
+        "etcd": {"mode": "stacked"},
+        "endpoint": {"type": "none"},
+    },
+    "multi-master": {
+        "nodes": {"controlPlanes": 2, "workers": 2, "etcd": 1, "loadBalancers": 2},
+        "etcd": {"mode": "external"},
+        "endpoint": {"type": "vip"},
+    },
+    "ha": {
+        "nodes": {"controlPlanes": 3, "workers": 2, "etcd": 3, "loadBalancers": 2},
+        "etcd": {"mode": "external"},
+        "endpoint": {"type": "vip"},
+    },
+}
+
+
+def _merge(defaults: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(defaults)
+    for key, value in given.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def apply_preset(raw: dict[str, Any]) -> dict[str, Any]:
+    """Fill the topology preset's defaults into the raw mapping (before strict validation)."""
+    topology = raw.get("topology")
+    if not isinstance(topology, str) or topology not in PRESETS:
+        return raw
+    preset = copy.deepcopy(PRESETS[topology])
+    given_etcd = raw.get("etcd")
+    given_nodes = raw.get("nodes")
+    stacked = isinstance(given_etcd, dict) and given_etcd.get("mode") == "stacked"
+    if stacked:
+        preset["nodes"]["etcd"] = 0
+    given_endpoint = raw.get("endpoint")
+    if isinstance(given_endpoint, dict) and given_endpoint.get("type") not in (None, "vip"):
+        preset["nodes"]["loadBalancers"] = 0
+    provider = raw.get("provider")
+    if isinstance(provider, dict) and provider.get("type") == "static" or "hosts" in raw:
+        del preset["nodes"]  # the hosts list says which machine does what
+    elif isinstance(given_nodes, dict) and given_nodes.get("etcd", 0) and "etcd" not in raw:
+        preset["etcd"] = {"mode": "external"}
+    return _merge(preset, raw)
+
+
+# ---------------------------------------------------------------- reading the file
+
+
+def _line_index(text: str) -> dict[tuple[str | int, ...], int]:
+    """Map each key path of the YAML document to its 1-based line."""
+    index: dict[tuple[str | int, ...], int] = {}
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return index
+
+    def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
+        index.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                sub = (*path, key.value)
+                index[sub] = key.start_mark.line + 1
+                walk(value, sub)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, (*path, i))
+
+    if root is not None:
+        walk(root, ())
+    return index
+
+
+def _line_for(index: dict[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -> int | None:
+    for n in range(len(loc), -1, -1):
+        if loc[:n] in index:
+            return index[loc[:n]]
+    return None
+
+
+def field_name(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(document)"
+
+
+def _allowed_keys(model: type[BaseModel]) -> str:
+    return ", ".join(f.alias or n for n, f in model.model_fields.items())
+
+
+def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    model: Any = ClusterSpec
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = {(f.alias or n): f for n, f in model.model_fields.items()}
+        if part not in fields:
+            return None
+        ann = fields[part].annotation
+        nested = _nested_model(ann)
+        if nested is None:
+            return None
+        model = nested
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _nested_model(ann: Any) -> type[BaseModel] | None:
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for arg in getattr(ann, "__args__", ()) or ():
+        found = _nested_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+_TYPE_WORDS = {
+    "string_type": ("expected text", "quote the value"),
+    "int_type": ("expected a whole number", "write a number without quotes"),
+    "bool_type": ("expected true or false", "write true or false without quotes"),
+    "list_type": ("expected a list", "write a YAML list (lines starting with '- ')"),
+    "model_type": ("expected a mapping of keys to values", "indent 'key: value' lines under it"),
+    "dict_type": ("expected a mapping of keys to values", "indent 'key: value' lines under it"),
+}
+
+
+def _translate(err: Any, index: dict[tuple[str | int, ...], int]) -> Problem:
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    field = field_name(loc)
+    line = _line_for(index, loc)
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        allowed = _allowed_keys(parent) if parent else "see `provision init`"
+        return Problem(field, "unknown key", f"allowed here: {allowed}", line)
+    if kind == "missing":
+        return Problem(field, "required but missing", f"add '{loc[-1]}:' (see `provision init` for an example)", line)
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        return Problem(field, f"{value!r} is not allowed", f"use one of: {expected}", line)
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        return Problem(field, f"{value!r} is out of range ({err['msg'].lower()})", "change the number", line)
+    if kind == "too_short":
+        return Problem(field, "must not be empty", "list at least one entry", line)
+    if kind in _TYPE_WORDS:
+        what, fix = _TYPE_WORDS[kind]
+        shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+        if kind == "string_type" and isinstance(value, float) and loc[-1] == "version":
+            fix = f'quote it: "{value}" (YAML reads an unquoted 1.30 as the number 1.3)'
+        return Problem(field, f"{what}, got {shown}", fix, line)
+    return Problem(field, err["msg"], "", line)
+
+
+def parse_yaml(text: str, source: str) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        what = (exc.problem or "malformed YAML").strip()
+        raise SpecError([Problem("(document)", f"malformed YAML: {what}", "fix the syntax on that line", line)],
+                        source) from None
+    except yaml.YAMLError as exc:
+        raise SpecError([Problem("(document)", f"malformed YAML: {exc}", "fix the syntax")], source) from None
+    if raw is None:
+        raise SpecError([Problem("(document)", "the file is empty", "run `provision init` for a starting spec")],
+                        source)
+    if not isinstance(raw, dict):
+        raise SpecError([Problem("(document)", f"expected a mapping at the top, got {type(raw).__name__}",
+                                 "start with 'apiVersion: provision.dev/v1alpha1' and 'kind: Cluster'", 1)], source)
+    bad_keys = [k for k in raw if not isinstance(k, str)]
+    if bad_keys:
+        raise SpecError([Problem(str(bad_keys[0]), "keys must be text", "quote the key")], source)
+    return raw
+
+
+def load_spec(path: str | Path) -> Cluster:
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError([Problem("(file)", f"{source} does not exist",
+                                 "pass the spec with -f, or create one with `provision init`")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SpecError([Problem("(file)", f"cannot read {source}: {reason}",
+                                 "check the path and its permissions")]) from None
+    return load_text(text, source, base_dir=path.parent)
+
+
+def load_text(text: str, source: str = "<spec>", base_dir: Path | None = None) -> Cluster:
+    raw = parse_yaml(text, source)
+    index = _line_index(text)
+    merged = apply_preset(raw)
+    try:
+        spec = ClusterSpec.model_validate(merged)
+    except ValidationError as exc:
+        problems = [_translate(e, index) for e in exc.errors()]
+        raise SpecError(_dedupe(problems), source) from None
+    problems = check(spec)
+    if problems:
+        raise SpecError([Problem(p.field, p.message, p.fix, _line_for(index, _loc_of(p.field)))
+                         for p in problems], source)
+    return Cluster(spec=spec, base_dir=base_dir or Path.cwd(), source=source)
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    seen: set[str] = set()
+    out = []
+    for p in problems:
+        if p.field not in seen:
+            seen.add(p.field)
+            out.append(p)
+    return out
+
+
+def _loc_of(field: str) -> tuple[str | int, ...]:
+    loc: list[str | int] = []
+    for part in re.findall(r"[^.\[\]]+|\[\d+\]", field):
+        loc.append(int(part[1:-1]) if part.startswith("[") else part)
+    return tuple(loc)
+
+
+# ---------------------------------------------------------------- cross-field checks
+
+
+def _network(value: str, field: str, problems: list[Problem]) -> ipaddress.IPv4Network | None:
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        problems.append(Problem(field, f"{value!r} is not a network in CIDR form",
+                                "write it like 10.244.0.0/16 (host bits zero)"))
+        return None
+    if not isinstance(net, ipaddress.IPv4Network):
+        problems.append(Problem(field, "IPv6 is not supported yet", "use an IPv4 CIDR"))
+        return None
+    return net
+
+
+def _is_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        return bool(HOSTNAME.match(value)) and not value.replace(".", "").isdigit()
+
+
+def role_counts(spec: ClusterSpec) -> dict[str, int]:
+    if spec.hosts is not None:
+        return {r: sum(r in h.roles for h in spec.hosts) for r in NODE_ROLES}
+    n = spec.nodes or NodeCounts()
+    return {"control-plane": n.control_planes, "worker": n.workers, "etcd": n.etcd,
+            "loadbalancer": n.load_balancers}
+
+
+def check(spec: ClusterSpec) -> list[Problem]:
+    p: list[Problem] = []
+    add = p.append
+
+    if not DNS_LABEL.match(spec.name) or len(spec.name) > 40:
+        add(Problem("name", f"{spec.name!r} is not a valid cluster name",
+                    "use lowercase letters, digits and '-', at most 40 characters, e.g. 'demo'"))
+
+    m = VERSION.match(spec.kubernetes.version)
+    if not m:
+        add(Problem("kubernetes.version", f"{spec.kubernetes.version!r} is not a version",
+                    f"write a minor such as \"{versions.DEFAULT_KUBERNETES_MINOR}\" or a patch such as "
+                    f"\"{versions.DEFAULT_KUBERNETES_VERSION}\""))
+    elif f"{m.group(1)}.{m.group(2)}" not in versions.SUPPORTED_MINORS:
+        add(Problem("kubernetes.version", f"{spec.kubernetes.version} is not supported",
+                    f"use one of {', '.join(versions.SUPPORTED_MINORS)}"))
+
+    if spec.etcd.version is not None and not re.match(r"^v?\d+\.\d+\.\d+$", spec.etcd.version):
+        add(Problem("etcd.version", f"{spec.etcd.version!r} is not a version", "write it like \"3.6.5\""))
+
+    provider = spec.provider.type
+    before = len(p)
+    if provider == "static":
+        if spec.hosts is None:
+            add(Problem("hosts", "the static provider needs the list of existing machines",
+                        "add 'hosts:' with name, address and roles for each machine"))
+        if spec.nodes is not None:
+            add(Problem("nodes", "counts are for providers that create machines",
+                        "remove 'nodes:' and list the machines under 'hosts:'"))
+    else:
+        if spec.hosts is not None:
+            add(Problem("hosts", f"the {provider} provider creates its own machines",
+                        "remove 'hosts:' and set counts under 'nodes:', or use provider.type: static"))
+    if spec.provider.vagrant is not None and provider != "vagrant":
+        add(Problem("provider.vagrant", f"settings for vagrant, but provider.type is {provider}",
+                    "remove the block or set provider.type: vagrant"))
+    if spec.provider.static is not None and provider != "static":
+        add(Problem("provider.static", f"settings for static hosts, but provider.type is {provider}",
+                    "remove the block or set provider.type: static"))
+
+    if len(p) > before:
+        return p  # without a machine list that fits the provider, role counts would only mislead
+
+    # names and addresses of static hosts
+    if spec.hosts:
+        names: dict[str, int] = {}
+        addrs: dict[str, int] = {}
+        for i, h in enumerate(spec.hosts):
+            if not DNS_LABEL.match(h.name):
+                add(Problem(f"hosts[{i}].name", f"{h.name!r} is not a valid node name",
+                            "use lowercase letters, digits and '-' (at most 63), e.g. 'cp1'"))
+            if not _is_address(h.address):
+                add(Problem(f"hosts[{i}].address", f"{h.address!r} is not an IP address or host name",
+                            "write an address such as 192.0.2.10 or a DNS name"))
+            if h.name in names:
+                add(Problem(f"hosts[{i}].name", f"duplicate name {h.name!r} (also hosts[{names[h.name]}])",
+                            "give every host its own name"))
+            names.setdefault(h.name, i)
+            key = f"{h.address}:{h.port}"
+            if key in addrs:
+                add(Problem(f"hosts[{i}].address", f"duplicate address {key} (also hosts[{addrs[key]}])",
+                            "give every host its own address"))
+            addrs.setdefault(key, i)
+            if len(set(h.roles)) != len(h.roles):
+                add(Problem(f"hosts[{i}].roles", "a role is listed twice", "list each role once"))
+            if not re.match(r"^[a-z_][a-z0-9_.-]{0,31}$", h.user):
+                add(Problem(f"hosts[{i}].user", f"{h.user!r} is not a valid user name",
+                            "use a POSIX user name such as 'debian'"))
+
+    counts = role_counts(spec)
+    cps, workers, etcds, lbs = (counts["control-plane"], counts["worker"], counts["etcd"],
+                                counts["loadbalancer"])
+    external = spec.etcd.mode == "external"
+    nodes_field = "hosts" if spec.hosts is not None else "nodes"
+    topo = spec.topology
+    ep = spec.endpoint
+
+    if cps == 0:
+        add(Problem(f"{nodes_field}.controlPlanes" if nodes_field == "nodes" else "hosts",
+                    "no control plane", "add at least one control-plane node"))
+    if external:
+        if etcds == 0:
+            add(Problem(f"{nodes_field}.etcd" if nodes_field == "nodes" else "hosts",
+                        "external etcd needs members, got 0",
+                        "set 1, 3 or 5 etcd members, or etcd.mode: stacked"))
+        elif etcds % 2 == 0:
+            add(Problem(f"{nodes_field}.etcd" if nodes_field == "nodes" else "hosts",
+                        f"{etcds} etcd members: an even count adds no fault tolerance and risks split votes",
+                        "use an odd count: 1, 3 or 5"))
+    elif etcds:
+        add(Problem(f"{nodes_field}.etcd" if nodes_field == "nodes" else "hosts",
+                    f"{etcds} etcd nodes but etcd.mode is stacked (etcd runs on the control planes)",
+                    "set etcd.mode: external, or remove the etcd nodes"))
+
+    if topo == "all-in-one":
+        if cps != 1 or workers or etcds or lbs:
+            add(Problem(nodes_field, "all-in-one is exactly one node (control plane, etcd and workloads)",
+                        "remove the other nodes, or pick topology single-master"))
+        if external:
+            add(Problem("etcd.mode", "all-in-one runs etcd stacked on its one node", "set etcd.mode: stacked"))
+    elif topo == "single-master":
+        if cps != 1:
+            add(Problem(nodes_field, f"single-master has one control plane, got {cps}",
+                        "set one control plane, or pick multi-master or ha"))
+        if workers == 0:
+            add(Problem(nodes_field, "single-master needs at least one worker",
+                        "add workers, or pick topology all-in-one"))
+        if external and etcds > 1:
+            add(Problem(nodes_field, f"single-master has one etcd member, got {etcds}",
+                        "use 1 etcd node, or pick topology ha"))
+    elif topo == "multi-master":
+        if cps < 2:
+            add(Problem(nodes_field, f"multi-master needs 2 or more control planes, got {cps}",
+                        "add control planes, or pick single-master"))
+        if not external:
+            add(Problem("etcd.mode", "multi-master uses one external etcd node",
+                        "set etcd.mode: external, or pick topology ha for stacked etcd"))
+        elif etcds > 1:
+            add(Problem(nodes_field, f"multi-master has one etcd member, got {etcds}",
+                        "use 1 etcd node, or pick topology ha"))
+    elif topo == "ha":
+        if cps < 3:
+            add(Problem(nodes_field, f"ha needs 3 or more control planes, got {cps}",
+                        "add control planes, or pick multi-master"))
+        if external and etcds and etcds % 2 and etcds < 3:
+            add(Problem(nodes_field, f"ha needs 3 or 5 etcd members, got {etcds}",
+                        "use 3 or 5, or pick multi-master"))
+        if not external and cps % 2 == 0 and cps >= 2:
+            add(Problem(nodes_field, f"stacked etcd on {cps} control planes is an even member count",
+                        "use an odd number of control planes (3, 5)"))
+
+    # the API endpoint
+    if cps > 1 and ep.type == "none" and topo in ("multi-master", "ha"):
+        add(Problem("endpoint.type", f"{cps} control planes need a load-balanced API endpoint",
+                    "set endpoint.type to vip, local-proxy or external"))
+    if ep.type == "external" and not ep.address:
+        add(Problem("endpoint.address", "an external endpoint needs its address",
+                    "set endpoint.address to the load balancer's IP or DNS name"))
+    if ep.address is not None and not _is_address(ep.address):
+        add(Problem("endpoint.address", f"{ep.address!r} is not an IP address or host name",
+                    "write an address such as 192.0.2.100"))
+    if ep.type == "vip":
+        if lbs == 0:
+            add(Problem(f"{nodes_field}.loadBalancers" if nodes_field == "nodes" else "hosts",
+                        "a vip endpoint needs load-balancer nodes (haproxy + keepalived)",
+                        "set 2 load balancers, or endpoint.type: local-proxy"))
+        if provider == "static" and not ep.address:
+            add(Problem("endpoint.address", "a vip on existing hosts needs a free address on their network",
+                        "set endpoint.address to an unused IP in the hosts' subnet"))
+        if ep.address is not None:
+            try:
+                ipaddress.IPv4Address(ep.address)
+            except ValueError:
+                add(Problem("endpoint.address", "a vip must be an IPv4 address", "write an IP such as 192.0.2.100"))
+    elif lbs:
+        add(Problem(f"{nodes_field}.loadBalancers" if nodes_field == "nodes" else "hosts",
+                    f"load-balancer nodes are only used by endpoint.type vip (it is {ep.type})",
+                    "remove them, or set endpoint.type: vip"))
+    if ep.type == "local-proxy" and ep.address:
+        add(Problem("endpoint.address", "local-proxy listens on every node's loopback and takes no address",
+                    "remove endpoint.address"))
+
+    # networks
+    nets: dict[str, ipaddress.IPv4Network] = {}
+    for field, value in (("networking.podCIDR", spec.networking.pod_cidr),
+                         ("networking.serviceCIDR", spec.networking.service_cidr),
+                         ("networking.nodeCIDR", spec.networking.node_cidr)):
+        if value is None:
+            continue
+        net = _network(value, field, p)
+        if net is not None:
+            nets[field] = net
+    fields = list(nets)
+    for i, a in enumerate(fields):
+        for b in fields[i + 1:]:
+            if nets[a].overlaps(nets[b]):
+                add(Problem(b, f"{nets[b]} overlaps {a} {nets[a]}", "pick ranges that do not overlap"))
+    svc = nets.get("networking.serviceCIDR")
+    if svc is not None and svc.prefixlen > 24:
+        add(Problem("networking.serviceCIDR", f"{svc} is too small for cluster services", "use /24 or larger"))
+    pod = nets.get("networking.podCIDR")
+    if pod is not None and pod.prefixlen > 22:
+        add(Problem("networking.podCIDR", f"{pod} leaves no room for per-node /24 pod ranges",
+                    "use /22 or larger, e.g. 10.244.0.0/16"))
+    node_net = nets.get("networking.nodeCIDR")
+    if node_net is not None and provider != "static":
+        need = 100 + workers
+        if node_net.num_addresses - 2 < need:
+            add(Problem("networking.nodeCIDR", f"{node_net} has room for {node_net.num_addresses - 2} addresses, "
+                        f"{need} are laid out", "use a larger network, e.g. a /24 or /16"))
+        if cps > 70 or etcds > 9 or lbs > 9:
+            add(Problem(nodes_field, "too many nodes of one role for the address plan",
+                        "at most 9 etcd, 9 load balancers and 70 control planes"))
+    if spec.hosts:
+        for i, h in enumerate(spec.hosts):
+            try:
+                ip = ipaddress.ip_address(h.address)
+            except ValueError:
+                continue
+            for field, net in nets.items():
+                if field != "networking.nodeCIDR" and ip in net:
+                    add(Problem(f"hosts[{i}].address", f"{ip} lies inside {field} {net}",
+                                f"move {field} to a range the machines do not use"))
+
+    # add-ons and artifacts
+    cni = spec.networking.cni
+    if cni not in CNIS:
+        add(Problem("networking.cni", f"{cni!r} is not a known CNI", f"use one of: {', '.join(CNIS)}"))
+    elif cni in LEGACY_CNIS and not spec.networking.allow_legacy_cni:
+        add(Problem("networking.cni", "weave is legacy: Weaveworks shut down and only the community fork "
+                    "(rajch/weave) is maintained", "set networking.allowLegacyCNI: true to use it anyway, "
+                    "or pick calico, flannel or cilium"))
+    if spec.artifacts.mode == "offline" and not spec.artifacts.dir:
+        add(Problem("artifacts.dir", "offline mode needs the artifacts directory",
+                    "set artifacts.dir (build it with `provision artifacts`)"))
+    if spec.dashboard.type == "none" and spec.dashboard.access != "read-only":
+        add(Problem("dashboard.access", "access is set but no dashboard is installed",
+                    "remove dashboard.access or pick a dashboard"))
+    if spec.container_runtime.source == "release" and not spec.container_runtime.version:
+        add(Problem("containerRuntime.version", "a release install needs a containerd version",
+                    "set containerRuntime.version, e.g. \"2.1.4\", or source: distro"))
+    for field, source in (("containerRuntime.source", spec.container_runtime.source),
+                          ("etcd.source", spec.etcd.source)):
+        if source == "artifacts" and spec.artifacts.mode != "offline":
+            add(Problem(field, "installs from artifacts, but artifacts.mode is online",
+                        "set artifacts.mode: offline and artifacts.dir"))
+    return p
+
+
+# ---------------------------------------------------------------- the resolved cluster
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A spec that passed every check, with the preset filled in."""
+
+    spec: ClusterSpec
+    base_dir: Path
+    source: str = "<spec>"
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def kubernetes_version(self) -> str:
+        return versions.resolve_kubernetes(self.spec.kubernetes.version)
+
+    @property
+    def etcd_version(self) -> str:
+        if self.spec.etcd.version:
+            return self.spec.etcd.version.removeprefix("v")
+        return versions.ETCD_FOR_KUBERNETES[versions.kubernetes_minor(self.kubernetes_version)]
+
+    def path(self, value: str) -> Path:
+        """A path from the spec, relative to the spec file's folder."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p)
+
+
+def warnings_for(spec: ClusterSpec) -> list[str]:
+    """Things that are allowed but that a person should know about."""
+    out = []
+    if spec.networking.cni == "weave":
+        out.append("networking.cni: weave is legacy (Weaveworks shut down); using the community fork rajch/weave")
+    if spec.dashboard.type == "kubernetes-dashboard":
+        out.append("dashboard.type: kubernetes-dashboard was archived upstream in 2026-01; headlamp is its successor")
+    if spec.dashboard.access == "admin" and spec.dashboard.type != "none":
+        out.append("dashboard.access: admin gives the dashboard's service account cluster-admin")
+    if spec.endpoint.type == "vip" and role_counts(spec)["loadbalancer"] == 1:
+        out.append("endpoint: one load-balancer node holds the VIP alone; add a second for failover")
+    return out

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The project's one test command (README "Tests"; CI runs exactly this).
+# On a fresh machine it installs what the tests need: the Python package with its test extras, and, as root,
+# the Docker engine and the node image (see provision/providers/docker_engine.py), then runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v 'Running pip as the' || true
+
+python3 -m ruff check provision tests bench
+python3 -m mypy
+python3 -m pytest -q -p no:cacheprovider "$@"
+python3 bench/render.py --repeat 3
