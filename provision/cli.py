@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import jinja2
 from rich.console import Console
 from rich.table import Table
 
-from provision import __version__, versions
+from provision import __version__, lifecycle, runner, versions
 from provision import inventory as inventory_mod
 from provision import spec as spec_mod
 from provision import steps as steps_mod
@@ -94,6 +95,77 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- machines
+
+
+def say(text: str) -> None:
+    err.print(text, markup=False, highlight=False)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    cluster = load(args.file)
+    state_dir = lifecycle.state_dir_for(cluster, args.state_dir)
+    started = time.monotonic()
+    report = lifecycle.up(cluster, state_dir, say, progress=_progress(), only=args.only)
+    out.print()
+    table = Table(box=None, show_edge=False, pad_edge=False)
+    table.add_column("PHASE")
+    table.add_column("SECONDS", justify="right")
+    table.add_column("OUTCOME")
+    for row in lifecycle.summary_rows(report):
+        table.add_row(row["phase"], f"{row['seconds']:.1f}", row["outcome"])
+    out.print(table)
+    out.print(f"cluster {cluster.name} up in {time.monotonic() - started:.0f}s; state dir {state_dir}")
+    if report.not_available:
+        out.print(f"not available in this version yet: {', '.join(report.not_available)}")
+    return 0
+
+
+def _progress() -> runner.Progress:
+    def show(kind: str, data: dict[str, Any]) -> None:
+        if kind == "playbook_on_task_start":
+            task = data.get("task", "")
+            if task and task != "Gathering Facts":
+                err.print(f"    {task}", markup=False, style="dim")
+        elif kind == "runner_on_failed" and not data.get("ignore_errors"):
+            err.print(f"    ! {data.get('host')}: failed", markup=False, style="red")
+        elif kind == "runner_on_unreachable":
+            err.print(f"    ! {data.get('host')}: unreachable", markup=False, style="red")
+
+    return show
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    cluster = load(args.file)
+    state_dir = lifecycle.state_dir_for(cluster, args.state_dir)
+    states = lifecycle.status(cluster, state_dir)
+    table = Table(box=None, show_edge=False, pad_edge=False)
+    table.add_column("NODE")
+    table.add_column("STATE")
+    for name, state in states.items():
+        table.add_row(name, state)
+    out.print(table)
+    return 0
+
+
+def cmd_destroy(args: argparse.Namespace) -> int:
+    cluster = load(args.file)
+    lifecycle.destroy(cluster, lifecycle.state_dir_for(cluster, args.state_dir), say)
+    return 0
+
+
+def cmd_image_build(args: argparse.Namespace) -> int:
+    from provision.providers import docker_engine
+
+    if args.install_engine:
+        docker_engine.ensure_engine(say)
+    else:
+        docker_engine.require_engine()
+    how = docker_engine.build_image(say, force=args.force, install_tools=args.install_engine)
+    say(f"node image {docker_engine.NODE_IMAGE}: {how}")
+    return 0
+
+
 # ---------------------------------------------------------------- wiring
 
 
@@ -120,15 +192,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--render-to", metavar="DIR", help="also write the rendered inventory into DIR")
     p.set_defaults(func=cmd_plan)
 
-    for extra in _extra_commands():
-        extra(sub)
+    p = sub.add_parser("up", help="create the machines and converge the cluster (safe to re-run)",
+                       description="Create the machines, render the inventory, wait for SSH and run every step "
+                                   "of the plan. Re-running it finishes what is missing and changes nothing else.")
+    _spec_args(p)
+    p.add_argument("--only", action="append", metavar="STEP", help="run only this step id (repeatable)")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("status", help="show the cluster's nodes and their state",
+                       description="Show each node of the cluster and its state as the provider sees it.")
+    _spec_args(p)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("destroy", help="remove the machines, networks, keys and state dir",
+                       description="Remove every machine and network the provider made for this cluster, its "
+                                   "SSH keys and its state dir. Existing (static) hosts are left alone.")
+    _spec_args(p)
+    p.set_defaults(func=cmd_destroy)
+
+    p = sub.add_parser("image", help="build the docker provider's node image",
+                       description="Manage the node image of the docker provider.")
+    isub = p.add_subparsers(dest="image_command", metavar="ACTION", required=True)
+    b = isub.add_parser("build", help="build the node image once (cached afterwards)",
+                        description="Build the node image: from debian:bookworm where a registry answers, "
+                                    "otherwise from Debian's mirror with mmdebstrap.")
+    b.add_argument("--force", action="store_true", help="rebuild even when the image exists")
+    b.add_argument("--install-engine", action="store_true",
+                   help="as root: install docker.io/mmdebstrap where missing and start dockerd")
+    b.set_defaults(func=cmd_image_build)
+
+    try:
+        from provision import artifacts
+    except ImportError:
+        pass
+    else:
+        artifacts.register(sub)
     return parser
 
 
-def _extra_commands() -> list[Any]:
-    from provision import commands
-
-    return commands.REGISTER
+def _spec_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--file", default=DEFAULT_SPEC, help=f"cluster spec (default: {DEFAULT_SPEC})")
+    p.add_argument("--state-dir", metavar="DIR", help="state dir (default: $PROVISION_STATE_DIR/<name>)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ import jinja2
 
 from provision import versions
 from provision.paths import TEMPLATES
+from provision.spec import Cluster
 from provision.topology import Topology
 
 
@@ -43,6 +44,15 @@ def default_connections(topo: Topology, key: str | None = None) -> dict[str, Con
         node_key = str(topo.cluster.path(n.key)) if n.key else key
         out[n.name] = Connection(n.address, n.port, n.user, node_key)
     return out
+
+
+def jump_host(cluster: Cluster) -> Connection | None:
+    """The bastion that static hosts are reached through, if the spec names one."""
+    static = cluster.spec.provider.static
+    if static is None or static.bastion is None:
+        return None
+    b = static.bastion
+    return Connection(b.address, b.port, b.user, str(cluster.path(b.key)) if b.key else None)
 
 
 def render(topo: Topology, connections: dict[str, Connection] | None = None) -> dict[str, str]:

@@ -1,0 +1,137 @@
+"""Provider `docker`: every node a privileged container with systemd as PID 1 and a real sshd.
+
+Nodes sit on a dedicated Docker network (`provision-<cluster>`) with the fixed addresses of the topology's
+address plan; the hostname is the node name. Each container is labelled with its cluster, so `destroy`
+finds every node it ever made, even ones since dropped from the spec. /sys/fs/cgroup is never bind-mounted
+(`--cgroupns=private` lets Docker mount a private cgroup tree): a bind mount lets the node's systemd remount
+the host's cgroup tree read-only.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from provision import ssh
+from provision.errors import UserError
+from provision.inventory import Connection
+from provision.providers.docker_engine import NODE_IMAGE, docker, require_engine, require_image
+from provision.topology import Node, Topology
+
+LABEL = "provision.cluster"
+
+
+class DockerProvider:
+    def __init__(self, topo: Topology, state_dir: Path) -> None:
+        self.topo = topo
+        self.name = topo.cluster.name
+        self.state_dir = state_dir
+        self.network = f"provision-{self.name}"
+        self.key = state_dir / "ssh" / "id_ed25519"
+        self.known_hosts = state_dir / "known_hosts"
+
+    # ------------------------------------------------------------ create
+
+    def create(self) -> dict[str, Connection]:
+        require_engine()
+        require_image()
+        ssh.ensure_key(self.key)
+        self._ensure_network()
+        existing = self._containers()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda n: self._ensure_node(n, existing.get(n.name)), self.topo.nodes))
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(self._ready, self.topo.nodes))
+        return self.connections()
+
+    def connections(self) -> dict[str, Connection]:
+        return {n.name: Connection(n.address, 22, "root", str(self.key)) for n in self.topo.nodes}
+
+    def _ensure_network(self) -> None:
+        proc = docker("network", "inspect", self.network, "--format",
+                      "{{range .IPAM.Config}}{{.Subnet}}{{end}}", check=False)
+        want = self.topo.node_cidr
+        if proc.returncode == 0:
+            have = proc.stdout.strip()
+            if have != want:
+                raise UserError(f"Docker network {self.network} exists with subnet {have}, the spec wants {want}; "
+                                f"run `provision destroy` first or set networking.nodeCIDR: {have}")
+            return
+        assert want is not None and self.topo.gateway is not None
+        proc = docker("network", "create", "--driver", "bridge", "--subnet", want, "--gateway", self.topo.gateway,
+                      "--label", f"{LABEL}={self.name}", self.network, check=False)
+        if proc.returncode != 0:
+            reason = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "unknown error"
+            if "overlap" in reason.lower():
+                raise UserError(f"node network {want} overlaps a network already on this machine ({reason}); "
+                                "set networking.nodeCIDR to a free range")
+            raise UserError(f"cannot create Docker network {self.network}: {reason}")
+
+    def _containers(self) -> dict[str, str]:
+        """Container name -> state for this cluster's nodes."""
+        proc = docker("ps", "-a", "--filter", f"label={LABEL}={self.name}", "--format", "{{.Names}}\t{{.State}}")
+        out = {}
+        for line in proc.stdout.splitlines():
+            name, _, state = line.partition("\t")
+            out[name] = state
+        return out
+
+    def _ensure_node(self, node: Node, state: str | None) -> None:
+        if state == "running":
+            return
+        if state is not None:
+            docker("start", node.name)
+            return
+        args = [
+            "run", "-d", "--privileged", "--cgroupns=private",
+            "--name", node.name, "--hostname", node.name,
+            "--network", self.network, "--ip", node.address,
+            "--label", f"{LABEL}={self.name}", "--label", f"provision.node={node.name}",
+            "--label", f"provision.roles={','.join(node.roles)}",
+            "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
+            # overlayfs cannot hold containerd's or kubelet's state: give them volumes of their own
+            "-v", "/var/lib/containerd", "-v", "/var/lib/kubelet",
+        ]
+        if Path("/lib/modules").is_dir():
+            args += ["-v", "/lib/modules:/lib/modules:ro"]
+        proc = docker(*args, NODE_IMAGE, check=False)
+        if proc.returncode != 0:
+            reason = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "unknown error"
+            raise UserError(f"cannot start node {node.name}: {reason}")
+
+    def _ready(self, node: Node, timeout: float = 90) -> None:
+        """Wait for systemd and sshd, authorize the cluster key, pin the node's host key."""
+        deadline = time.monotonic() + timeout
+        state = ""
+        while time.monotonic() < deadline:
+            proc = docker("exec", node.name, "systemctl", "is-system-running", check=False, timeout=30)
+            state = proc.stdout.strip()
+            if state in ("running", "degraded"):
+                active = docker("exec", node.name, "systemctl", "is-active", "ssh", check=False, timeout=30)
+                if active.stdout.strip() == "active":
+                    break
+            time.sleep(0.5)
+        else:
+            raise UserError(f"node {node.name} did not finish booting within {timeout:.0f}s "
+                            f"(systemd: {state or 'no answer'}); see `docker logs {node.name}`")
+        public = self.key.with_suffix(".pub").read_text()
+        docker("exec", "-i", node.name, "sh", "-c",
+               "umask 077; mkdir -p /root/.ssh; cat > /root/.ssh/authorized_keys", input=public)
+        host_key = docker("exec", node.name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub").stdout
+        ssh.pin_host_key(self.known_hosts, node.address, 22, host_key)
+
+    # ------------------------------------------------------------ status / destroy
+
+    def status(self) -> dict[str, str]:
+        have = self._containers()
+        out = {n.name: have.pop(n.name, "missing") for n in self.topo.nodes}
+        out.update({name: f"{state} (not in the spec)" for name, state in have.items()})
+        return out
+
+    def destroy(self) -> None:
+        names = list(self._containers())
+        if names:
+            docker("rm", "-f", "-v", *names, timeout=600)
+        if docker("network", "inspect", self.network, check=False).returncode == 0:
+            docker("network", "rm", self.network)
