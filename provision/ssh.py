@@ -120,14 +120,14 @@ def check_one(name: str, conn: Connection, known_hosts: Path, accept_new: bool, 
     except paramiko.BadHostKeyException:
         return Reach(name, False, f"host key changed for {conn.host}:{conn.port} (pinned in {known_hosts}); "
                                   "if the machine was rebuilt, remove its line there")
+    except paramiko.AuthenticationException:
+        return Reach(name, False, f"{conn.user}@{conn.host}:{conn.port} refused the key "
+                                  f"{conn.key or '(agent/default keys)'}; check user and key")
     except paramiko.SSHException as exc:
         text = str(exc)
         if "not found in known_hosts" in text:
             return Reach(name, False, f"unknown host key for {conn.host}:{conn.port}")
         return Reach(name, False, f"SSH to {conn.user}@{conn.host}:{conn.port} failed: {text}")
-    except paramiko.AuthenticationException:
-        return Reach(name, False, f"{conn.user}@{conn.host}:{conn.port} refused the key "
-                                  f"{conn.key or '(agent/default keys)'}; check user and key")
     except FileNotFoundError:
         return Reach(name, False, f"SSH key {conn.key} does not exist")
     except TimeoutError:

@@ -7,6 +7,15 @@ cd "$(dirname "$0")/.."
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v 'Running pip as the' || true
 
+# Real test nodes: the Docker engine (installed and started here when run as root) and the node image,
+# built once and cached by Docker. After this, a missing engine fails the node tests instead of skipping them.
+if [ "$(id -u)" = 0 ]; then
+  provision image build --install-engine
+else
+  provision image build
+fi
+export PROVISION_REQUIRE_NODES=1
+
 python3 -m ruff check provision tests bench
 python3 -m mypy
 python3 -m pytest -q -p no:cacheprovider "$@"

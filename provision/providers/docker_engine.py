@@ -49,7 +49,10 @@ WantedBy=multi-user.target
 
 
 def docker_binary() -> str | None:
-    """Debian's client first: an unrelated newer CLI may sit first in PATH."""
+    """$PROVISION_DOCKER, else Debian's client (an unrelated newer CLI may sit first in PATH), else PATH's."""
+    if os.environ.get("PROVISION_DOCKER"):
+        forced = os.environ["PROVISION_DOCKER"]
+        return forced if os.access(forced, os.X_OK) else None
     for candidate in ("/usr/bin/docker", shutil.which("docker")):
         if candidate and os.access(candidate, os.X_OK):
             return candidate

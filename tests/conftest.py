@@ -1,0 +1,74 @@
+"""Shared fixtures: real systemd container nodes, brought up once per session and always torn down.
+
+The README test command installs and starts the Docker engine and builds the node image first, and sets
+PROVISION_REQUIRE_NODES=1: then a missing engine fails the node tests instead of skipping them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from provision import lifecycle, spec, topology
+from provision.providers import docker_engine
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def nodes_available() -> str | None:
+    """None when real nodes can run here, else why not."""
+    if docker_engine.docker_binary() is None:
+        return "Docker is not installed"
+    if not docker_engine.engine_running():
+        return "the Docker engine is not running"
+    if not docker_engine.image_exists():
+        return f"the node image {docker_engine.NODE_IMAGE} is not built (provision image build)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def need_nodes() -> None:
+    why = nodes_available()
+    if why is not None:
+        if os.environ.get("PROVISION_REQUIRE_NODES"):
+            pytest.fail(f"real nodes are required here but {why}")
+        pytest.skip(why)
+
+
+def docker_out(*args: str) -> str:
+    binary = docker_engine.docker_binary() or "docker"
+    return subprocess.run([binary, *args], capture_output=True, text=True, check=True).stdout
+
+
+@dataclass
+class LiveCluster:
+    cluster: spec.Cluster
+    topo: topology.Topology
+    state_dir: Path
+    spec_path: Path
+
+
+def make_spec(tmp: Path, name: str, topology_name: str = "single-master", extra: str = "") -> Path:
+    path = tmp / f"{name}.yaml"
+    path.write_text(f"apiVersion: provision.dev/v1alpha1\nkind: Cluster\nname: {name}\n"
+                     f"topology: {topology_name}\n{extra}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_cluster(need_nodes: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCluster]:
+    """A 3-node single-master cluster (machines, SSH, preflight) shared by tests that only read from it."""
+    tmp = tmp_path_factory.mktemp("shared")
+    path = make_spec(tmp, "pt-shared", extra="nodes: {controlPlanes: 1, workers: 2}\n")
+    cluster = spec.load_spec(path)
+    state = tmp / "state"
+    try:
+        lifecycle.up(cluster, state, lambda _: None, only=["machines", "ssh", "preflight"])
+        yield LiveCluster(cluster, topology.build(cluster), state, path)
+    finally:
+        lifecycle.destroy(cluster, state, lambda _: None)

@@ -1,0 +1,157 @@
+"""Machines on real systemd container nodes: `provision up` / `status` / `destroy`, SSH, static hosts.
+
+Everything here talks to real sshd and systemd in Docker nodes made by the tests themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from provision import runner, ssh
+from provision.inventory import Connection
+from tests.conftest import LiveCluster, docker_out, make_spec
+
+pytestmark = pytest.mark.nodes
+
+
+def provision(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "provision", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, check=False, timeout=600)
+
+
+def test_up_reaches_three_nodes_and_destroy_leaves_nothing(need_nodes: None, tmp_path: Path) -> None:
+    spec_path = make_spec(tmp_path, "pt-up3", extra="nodes: {controlPlanes: 1, workers: 2}\n")
+    env = {"PROVISION_STATE_DIR": str(tmp_path / "state")}
+    try:
+        up = provision("up", "-f", str(spec_path), env=env)
+        assert up.returncode == 0, up.stderr
+        assert "SSH reaches all 3 node(s)" in up.stderr
+        state = tmp_path / "state" / "pt-up3"
+        assert (state / "inventory" / "hosts.yml").exists()
+        assert oct(state.stat().st_mode & 0o777) == "0o700"
+        assert oct((state / "ssh" / "id_ed25519").stat().st_mode & 0o777) == "0o600"
+
+        # Ansible itself reaches every node over SSH, with the pinned host keys.
+        result = runner.run_playbook(state, "preflight.yml", 3)
+        assert result.ok and sorted(result.tasks) == ["pt-up3-cp1", "pt-up3-w1", "pt-up3-w2"]
+
+        # each node is a systemd machine with its own name
+        for node in ("pt-up3-cp1", "pt-up3-w1"):
+            assert docker_out("exec", node, "hostname").strip() == node
+            assert docker_out("exec", node, "ps", "-p", "1", "-o", "comm=").strip() == "systemd"
+
+        status = provision("status", "-f", str(spec_path), env=env)
+        assert status.returncode == 0 and status.stdout.count("running") == 3, status.stdout
+
+        again = provision("up", "-f", str(spec_path), env=env)  # re-running is safe
+        assert again.returncode == 0, again.stderr
+        assert "0 change(s)" in again.stdout
+    finally:
+        down = provision("destroy", "-f", str(spec_path), env=env)
+    assert down.returncode == 0, down.stderr
+    assert docker_out("ps", "-a", "-q", "--filter", "label=provision.cluster=pt-up3").strip() == ""
+    assert "provision-pt-up3" not in docker_out("network", "ls", "--format", "{{.Name}}")
+    assert not (tmp_path / "state" / "pt-up3").exists()
+
+
+def test_no_docker_is_one_clear_line(tmp_path: Path) -> None:
+    spec_path = make_spec(tmp_path, "pt-nodocker")
+    proc = provision("up", "-f", str(spec_path),
+                     env={"PROVISION_DOCKER": "/nonexistent/docker", "PROVISION_STATE_DIR": str(tmp_path)})
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: Docker is not installed"), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_engine_not_running_is_one_clear_line(tmp_path: Path) -> None:
+    if not Path("/usr/bin/docker").exists():
+        pytest.skip("needs Debian's docker client")
+    spec_path = make_spec(tmp_path, "pt-noengine")
+    proc = provision("up", "-f", str(spec_path),
+                     env={"DOCKER_HOST": f"unix://{tmp_path}/no.sock", "PROVISION_STATE_DIR": str(tmp_path)})
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: the Docker engine is not running"), proc.stderr
+
+
+def static_spec(tmp: Path, name: str, hosts: list[tuple[str, str, str, int]], extra: str = "") -> Path:
+    lines = "".join(f"  - {{name: {n}, address: {a}, roles: [{r}], port: {p}, key: {tmp}/key}}\n"
+                    for n, a, r, p in hosts)
+    return make_spec(tmp, name, extra=f"provider:\n  type: static\n{extra}hosts:\n{lines}")
+
+
+def test_static_hosts_over_real_ssh(shared_cluster: LiveCluster, tmp_path: Path) -> None:
+    """Existing hosts: the docker nodes reached as if they were bare metal, with host keys pinned on first use."""
+    key = shared_cluster.state_dir / "ssh" / "id_ed25519"
+    (tmp_path / "key").write_bytes(key.read_bytes())
+    os.chmod(tmp_path / "key", 0o600)
+    nodes = shared_cluster.topo.nodes
+    path = static_spec(tmp_path, "pt-static", [(n.name, n.address, "worker" if "worker" in n.roles else
+                                                "control-plane", 22) for n in nodes])
+    env = {"PROVISION_STATE_DIR": str(tmp_path / "state")}
+    proc = provision("up", "-f", str(path), "--only", "machines", "--only", "ssh", "--only", "preflight", env=env)
+    assert proc.returncode == 0, proc.stderr
+    pinned = (tmp_path / "state" / "pt-static" / "known_hosts").read_text()
+    for n in nodes:
+        assert n.address in pinned
+    # a host whose key changed afterwards is refused
+    kh = tmp_path / "state" / "pt-static" / "known_hosts"
+    other = docker_out("exec", nodes[1].name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub")
+    ssh.pin_host_key(kh, nodes[0].address, 22, other)
+    proc = provision("up", "-f", str(path), "--only", "ssh", env=env)
+    assert proc.returncode == 1
+    assert f"{nodes[0].name}: host key changed" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_unreachable_and_wrong_key_are_named(shared_cluster: LiveCluster, tmp_path: Path) -> None:
+    wrong = ssh.ensure_key(tmp_path / "key")  # a key no node authorizes
+    cp = shared_cluster.topo.nodes[0]
+    path = static_spec(tmp_path, "pt-bad", [("good-but-wrong-key", cp.address, "control-plane", 22),
+                                            ("closed-port", "127.0.0.1", "worker", 9)])
+    proc = provision("up", "-f", str(path), "--only", "ssh", env={"PROVISION_STATE_DIR": str(tmp_path / "s")})
+    assert proc.returncode == 1
+    err = proc.stderr
+    assert "2 of 2 host(s) unreachable over SSH, nothing was changed" in err
+    assert f"good-but-wrong-key: root@{cp.address}:22 refused the key {wrong}" in err
+    assert "closed-port: cannot connect to 127.0.0.1:9" in err
+    assert "Traceback" not in err
+
+
+def test_bastion_jump(shared_cluster: LiveCluster, tmp_path: Path) -> None:
+    """A worker reached only through a bastion: its address is a name only Docker's DNS inside the node network
+    resolves, so neither paramiko nor Ansible can reach it from here except through the bastion."""
+    key = shared_cluster.state_dir / "ssh" / "id_ed25519"
+    (tmp_path / "key").write_bytes(key.read_bytes())
+    os.chmod(tmp_path / "key", 0o600)
+    cp, w1, w2 = shared_cluster.topo.nodes
+    extra = f"  static:\n    bastion: {{address: {cp.address}, key: {tmp_path}/key}}\n"
+    path = static_spec(tmp_path, "pt-jump", [("jcp", cp.address, "control-plane", 22),
+                                             ("jw1", w1.name, "worker", 22)], extra=extra)
+    env = {"PROVISION_STATE_DIR": str(tmp_path / "state")}
+    proc = provision("up", "-f", str(path), "--only", "machines", "--only", "ssh", "--only", "preflight", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "SSH reaches all 2 node(s)" in proc.stderr
+    assert w1.name in (tmp_path / "state" / "pt-jump" / "known_hosts").read_text()
+    direct = ssh.check_one("jw1", Connection(w1.name, 22, "root", str(tmp_path / "key")),
+                           tmp_path / "state" / "pt-jump" / "known_hosts", accept_new=False, timeout=5)
+    assert not direct.ok  # not reachable without the bastion
+
+
+def test_inventory_uses_pinned_keys(shared_cluster: LiveCluster) -> None:
+    hosts = (shared_cluster.state_dir / "inventory" / "hosts.yml").read_text()
+    env = runner.environment(shared_cluster.state_dir, 3)
+    assert "StrictHostKeyChecking=yes" in env["ANSIBLE_SSH_ARGS"]
+    proc = subprocess.run(["ansible-inventory", "-i", str(shared_cluster.state_dir / "inventory" / "hosts.yml"),
+                           "--list"], capture_output=True, text=True, check=True)
+    data = json.loads(proc.stdout)
+    for n in shared_cluster.topo.nodes:
+        hv = data["_meta"]["hostvars"][n.name]
+        assert hv["ansible_host"] == n.address and hv["ansible_user"] == "root"
+        assert n.name in hosts
