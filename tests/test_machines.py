@@ -130,7 +130,7 @@ def test_bastion_jump(shared_cluster: LiveCluster, tmp_path: Path) -> None:
     key = shared_cluster.state_dir / "ssh" / "id_ed25519"
     (tmp_path / "key").write_bytes(key.read_bytes())
     os.chmod(tmp_path / "key", 0o600)
-    cp, w1, w2 = shared_cluster.topo.nodes
+    cp, w1, _w2 = shared_cluster.topo.nodes
     extra = f"  static:\n    bastion: {{address: {cp.address}, key: {tmp_path}/key}}\n"
     path = static_spec(tmp_path, "pt-jump", [("jcp", cp.address, "control-plane", 22),
                                              ("jw1", w1.name, "worker", 22)], extra=extra)
