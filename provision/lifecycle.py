@@ -71,6 +71,8 @@ def up(cluster: Cluster, state_dir: Path, say: Say, progress: runner.Progress | 
     report = UpReport(cluster.name, state_dir)
     plan = steps.steps_for(topo)
     total = len(plan)
+    if only and "machines" not in only:  # the machines exist already: say how to reach them
+        inventory.write(inventory.render(topo, provider.connections()), state_dir)
     for i, step in enumerate(plan, 1):
         if only and step.id not in only:
             continue

@@ -44,7 +44,7 @@ def steps_for(topo: Topology) -> list[Step]:
         out.append(Step("endpoint", "API endpoint: haproxy + keepalived", "loadbalancer",
                         f"VIP {topo.endpoint_host}:{topo.endpoint_port} -> control planes :6443", "endpoint.yml"))
     elif ep == "local-proxy":
-        out.append(Step("endpoint", "API endpoint: local haproxy on every node", "k8s_cluster",
+        out.append(Step("endpoint", "API endpoint: local haproxy on every node", "api_proxy",
                         f"127.0.0.1:{topo.endpoint_port} -> control planes :6443", "endpoint.yml"))
     elif ep == "external":
         out.append(Step("endpoint", "API endpoint: external load balancer", "local",

@@ -2,7 +2,8 @@
 
 Turns a resolved `Cluster` into `Node`s (name, address, roles) and the Ansible groups every role and
 playbook targets: `etcd`, `control_plane`, `first_control_plane` (runs `kubeadm init`), `workers`,
-`loadbalancer`, plus `k8s_cluster` (control planes and workers) and `external_etcd`.
+`loadbalancer`, plus `k8s_cluster` (control planes and workers), `external_etcd` and `api_proxy`
+(every Kubernetes node when the endpoint is a local haproxy).
 """
 
 from __future__ import annotations
@@ -104,6 +105,7 @@ def build(cluster: Cluster) -> Topology:
         "loadbalancer": having("loadbalancer"),
         "k8s_cluster": control_plane + [w for w in workers if w not in control_plane],
     }
+    groups["api_proxy"] = list(groups["k8s_cluster"]) if spec.endpoint.type == "local-proxy" else []
 
     ep = spec.endpoint
     if ep.type == "none":
