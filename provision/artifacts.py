@@ -1,0 +1,556 @@
+"""`provision artifacts`: the offline artifacts directory, assembled on a machine that reaches the internet.
+
+An offline cluster (`artifacts: {mode: offline, dir: ...}`) installs Kubernetes, containerd and etcd from this
+directory instead of the internet. The layout (also in roles/kube_packages/README.md):
+
+    SHA256SUMS                                   sha256sum format, paths relative to the directory
+    bin/kubeadm bin/kubelet bin/kubectl          dl.k8s.io release binaries
+    bin/crictl                                   from cri-tools' release tarball
+    systemd/kubelet.service systemd/10-kubeadm.conf   roles/kube_packages/files
+    cni/cni-plugins-linux-<arch>-v<version>.tgz  containernetworking/plugins release
+    images/<image>.tar                           OCI image archives naming their image (io.containerd.image.name)
+    containerd/containerd-<version>-linux-<arch>.tar.gz  containerd/runc.<arch>
+    etcd/etcd-v<version>-linux-<arch>.tar.gz
+
+Every download comes from a pinned upstream URL and is checked against the checksum upstream publishes beside
+it; image blobs are checked against their digests. SHA256SUMS is written last, over everything in the directory.
+`verify_dir` re-checks a copy (on the offline side) and returns one line per problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from provision import versions
+from provision.errors import UserError
+from provision.paths import ROLES
+
+SUMS = "SHA256SUMS"
+
+# Pinned upstream releases the directory carries besides Kubernetes itself (etcd follows the spec).
+CONTAINERD_VERSION = "2.2.1"  # keep in step with roles/containerd/defaults/main.yml
+RUNC_VERSION = "1.3.4"
+CNI_PLUGINS_VERSION = "1.8.0"
+# Used only where `kubeadm config images list` cannot run here (another OS or architecture).
+COREDNS_FALLBACK = "v1.12.1"
+
+ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+K8S_BINARIES = ("kubeadm", "kubelet", "kubectl")
+UNIT_FILES = ("kubelet.service", "10-kubeadm.conf")
+# What every offline install reads (role kube_packages); containerd/ and etcd/ only matter for their sources.
+REQUIRED = ("bin/kubeadm", "bin/kubelet", "bin/kubectl", "bin/crictl", "systemd/kubelet.service",
+            "systemd/10-kubeadm.conf")
+REQUIRED_PATTERNS = (("cni/cni-plugins-linux-*.tgz", r"cni/cni-plugins-linux-[^/]+\.tgz"),
+                     ("images/*.tar", r"images/[^/]+\.tar"))
+
+SUMS_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
+HEX64 = re.compile(r"\b[0-9a-fA-F]{64}\b")
+CHUNK = 1 << 20
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
+ACCEPT = f"{OCI_INDEX}, {DOCKER_LIST}, {OCI_MANIFEST}, {DOCKER_MANIFEST}"
+
+
+# ---------------------------------------------------------------- fetching
+
+
+class Response(Protocol):
+    """What the opener returns: urllib's response (or a test's stand-in)."""
+
+    headers: Any
+
+    def read(self, amt: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+
+Opener = Callable[[urllib.request.Request], Response]
+
+
+def urlopen(request: urllib.request.Request) -> Response:
+    response: Response = urllib.request.urlopen(request, timeout=120)
+    return response
+
+
+def _read_all(opener: Opener, url: str, headers: dict[str, str] | None = None) -> bytes:
+    response = opener(urllib.request.Request(url, headers=headers or {}))
+    try:
+        return response.read()
+    finally:
+        response.close()
+
+
+def expected_sha256(text: str, name: str, source: str) -> str:
+    """The sha256 for `name` in an upstream checksum file: a bare hash, or sha256sum lines naming files."""
+    lines = [line.split() for line in text.splitlines() if line.strip()]
+    for parts in lines:
+        if len(parts) >= 2 and HEX64.fullmatch(parts[0]):
+            listed = parts[1].lstrip("*").removeprefix("./")
+            if listed == name or listed.rsplit("/", 1)[-1] == name:
+                return parts[0].lower()
+    hashes = HEX64.findall(text)
+    if len(hashes) == 1 and all(len(parts) <= 2 for parts in lines):
+        return str(hashes[0]).lower()
+    raise UserError(f"{source} lists no sha256 for {name}; check the pinned URL (upstream may have moved it)")
+
+
+def download(opener: Opener, url: str, dest: Path, sha256: str) -> None:
+    """Fetch `url` into `dest` (via a .part file), refusing it unless its sha256 is `sha256`."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    digest = hashlib.sha256()
+    try:
+        response = opener(urllib.request.Request(url))
+        try:
+            with part.open("wb") as out:
+                while chunk := response.read(CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+        finally:
+            response.close()
+    except (urllib.error.URLError, OSError) as exc:
+        part.unlink(missing_ok=True)
+        raise UserError(f"download of {url} failed: {exc}; check this machine's internet access and retry") from None
+    if digest.hexdigest() != sha256:
+        part.unlink(missing_ok=True)
+        raise UserError(f"{url}: sha256 is {digest.hexdigest()}, upstream publishes {sha256}; "
+                        "the download is corrupt or was tampered with — retry, and do not use it")
+    part.replace(dest)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------- what goes in
+
+
+@dataclass(frozen=True)
+class Release:
+    """One upstream file: where it lands, where it comes from, and where upstream publishes its sha256."""
+
+    path: str  # relative to the artifacts directory
+    url: str
+    sums_url: str
+    sums_name: str  # the file's name inside the checksum file
+
+
+@dataclass(frozen=True)
+class Plan:
+    kubernetes: str
+    arch: str
+    releases: list[Release]
+    crictl: Release  # a tarball: only its `crictl` lands, as bin/crictl
+    images: list[str]  # fallback list; `kubeadm config images list` replaces it where kubeadm runs here
+
+
+def plan_for(kubernetes: str, etcd: str, containerd: str | None = None, arch: str = "amd64") -> Plan:
+    """Every pinned upstream URL for one Kubernetes version (and etcd/containerd versions), for one arch."""
+    minor = versions.kubernetes_minor(kubernetes)
+    containerd = (containerd or CONTAINERD_VERSION).removeprefix("v")
+    k8s = f"https://dl.k8s.io/release/v{kubernetes}/bin/linux/{arch}"
+    gh = "https://github.com"
+    releases = [Release(f"bin/{b}", f"{k8s}/{b}", f"{k8s}/{b}.sha256", b) for b in K8S_BINARIES]
+    cni = f"cni-plugins-linux-{arch}-v{CNI_PLUGINS_VERSION}.tgz"
+    cni_base = f"{gh}/containernetworking/plugins/releases/download/v{CNI_PLUGINS_VERSION}"
+    releases.append(Release(f"cni/{cni}", f"{cni_base}/{cni}", f"{cni_base}/{cni}.sha256", cni))
+    ctd = f"containerd-{containerd}-linux-{arch}.tar.gz"
+    ctd_base = f"{gh}/containerd/containerd/releases/download/v{containerd}"
+    releases.append(Release(f"containerd/{ctd}", f"{ctd_base}/{ctd}", f"{ctd_base}/{ctd}.sha256sum", ctd))
+    runc_base = f"{gh}/opencontainers/runc/releases/download/v{RUNC_VERSION}"
+    releases.append(Release(f"containerd/runc.{arch}", f"{runc_base}/runc.{arch}", f"{runc_base}/runc.sha256sum",
+                            f"runc.{arch}"))
+    etcd_name = f"etcd-v{etcd}-linux-{arch}.tar.gz"
+    etcd_base = f"{gh}/etcd-io/etcd/releases/download/v{etcd}"
+    releases.append(Release(f"etcd/{etcd_name}", f"{etcd_base}/{etcd_name}", f"{etcd_base}/SHA256SUMS", etcd_name))
+    crictl_name = f"crictl-v{minor}.0-linux-{arch}.tar.gz"
+    crictl_base = f"{gh}/kubernetes-sigs/cri-tools/releases/download/v{minor}.0"
+    crictl = Release("bin/crictl", f"{crictl_base}/{crictl_name}", f"{crictl_base}/{crictl_name}.sha256",
+                     crictl_name)
+    return Plan(kubernetes, arch, releases, crictl, fallback_images(kubernetes, etcd))
+
+
+def fallback_images(kubernetes: str, etcd: str) -> list[str]:
+    """kubeadm's images for a version, as `kubeadm config images list` would print them (coredns approximate)."""
+    images = [f"registry.k8s.io/{c}:v{kubernetes}"
+              for c in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")]
+    return images + [f"registry.k8s.io/coredns/coredns:{COREDNS_FALLBACK}", versions.PAUSE_IMAGE,
+                     f"registry.k8s.io/etcd:{etcd}-0"]
+
+
+def kubeadm_images(kubeadm: Path, kubernetes: str, arch: str) -> list[str] | None:
+    """Ask the downloaded kubeadm for its image list; None where it cannot run on this machine."""
+    if platform.system() != "Linux" or ARCHES.get(platform.machine()) != arch:
+        return None
+    try:
+        proc = subprocess.run([str(kubeadm), "config", "images", "list", "--kubernetes-version", f"v{kubernetes}"],
+                              capture_output=True, text=True, timeout=120, check=False)
+    except OSError:
+        return None
+    images = [line.strip() for line in proc.stdout.splitlines() if line.strip()]
+    if proc.returncode != 0 or not images:
+        return None
+    return images
+
+
+def image_file(ref: str) -> str:
+    """images/<ref with / and : made safe>.tar, e.g. images/registry.k8s.io_pause_3.10.1.tar."""
+    return "images/" + re.sub(r"[^A-Za-z0-9._-]", "_", ref) + ".tar"
+
+
+# ---------------------------------------------------------------- images from a registry
+
+
+def parse_ref(ref: str) -> tuple[str, str, str]:
+    """registry.k8s.io/coredns/coredns:v1.12.1 -> (registry.k8s.io, coredns/coredns, v1.12.1)."""
+    name, _, digest = ref.partition("@")
+    first, _, rest = name.partition("/")
+    if not rest or ("." not in first and ":" not in first and first != "localhost"):
+        first, rest = "registry-1.docker.io", name if "/" in name else f"library/{name}"
+    tail = rest.rsplit("/", 1)[-1]
+    if digest:
+        return first, rest, digest
+    if ":" in tail:
+        repo, _, tag = rest.rpartition(":")
+        return first, repo, tag
+    return first, rest, "latest"
+
+
+class Registry:
+    """A small OCI distribution client: anonymous pulls, bearer tokens where a registry asks for one."""
+
+    def __init__(self, opener: Opener) -> None:
+        self.opener = opener
+        self.tokens: dict[str, str] = {}
+
+    def _request(self, url: str, accept: str | None = None) -> Response:
+        host = urllib.parse.urlsplit(url).netloc
+        for attempt in range(2):
+            req = urllib.request.Request(url)
+            if accept:
+                req.add_header("Accept", accept)
+            if host in self.tokens:
+                req.add_unredirected_header("Authorization", f"Bearer {self.tokens[host]}")
+            try:
+                return self.opener(req)
+            except urllib.error.HTTPError as exc:
+                challenge = exc.headers.get("WWW-Authenticate", "") if exc.headers else ""
+                if exc.code != 401 or attempt or not challenge.lower().startswith("bearer"):
+                    raise UserError(f"{url}: HTTP {exc.code} {exc.reason}; is the image name right and the "
+                                    "registry reachable from here?") from None
+                self.tokens[host] = self._token(challenge)
+        raise AssertionError("unreachable")
+
+    def _token(self, challenge: str) -> str:
+        params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
+        realm = params.pop("realm", "")
+        if not realm:
+            raise UserError(f"registry asked for a token without a realm: {challenge}")
+        body = json.loads(_read_all(self.opener, realm + "?" + urllib.parse.urlencode(params)))
+        token = body.get("token") or body.get("access_token")
+        if not isinstance(token, str):
+            raise UserError(f"{realm} returned no token")
+        return token
+
+    def get_json(self, url: str, accept: str) -> tuple[bytes, str]:
+        response = self._request(url, accept)
+        try:
+            data = response.read()
+            media = str(response.headers.get("Content-Type", "")).split(";")[0].strip()
+        finally:
+            response.close()
+        return data, media or str(json.loads(data).get("mediaType", ""))
+
+    def blob_to(self, url: str, digest: str, out: IO[bytes]) -> int:
+        response = self._request(url)
+        h = hashlib.sha256()
+        size = 0
+        try:
+            while chunk := response.read(CHUNK):
+                h.update(chunk)
+                size += len(chunk)
+                out.write(chunk)
+        finally:
+            response.close()
+        if f"sha256:{h.hexdigest()}" != digest:
+            raise UserError(f"{url}: content is sha256:{h.hexdigest()}, expected {digest}; refusing the image")
+        return size
+
+
+def pull_image(ref: str, dest: Path, opener: Opener, arch: str = "amd64") -> None:
+    """Write `ref` (one platform: linux/`arch`) as an OCI image archive that `ctr images import` accepts."""
+    host, repo, tag = parse_ref(ref)
+    base = f"https://{host}/v2/{repo}"
+    reg = Registry(opener)
+    accept = ACCEPT
+    data, media = reg.get_json(f"{base}/manifests/{tag}", accept)
+    if tag.startswith("sha256:") and f"sha256:{hashlib.sha256(data).hexdigest()}" != tag:
+        raise UserError(f"{ref}: the registry's manifest does not match the digest asked for")
+    if media in INDEX_TYPES:
+        manifests = json.loads(data).get("manifests", [])
+        chosen = [m for m in manifests
+                  if m.get("platform", {}).get("os") == "linux" and m.get("platform", {}).get("architecture") == arch]
+        if not chosen:
+            raise UserError(f"{ref} has no linux/{arch} image")
+        digest = chosen[0]["digest"]
+        data, media = reg.get_json(f"{base}/manifests/{digest}", accept)
+        if f"sha256:{hashlib.sha256(data).hexdigest()}" != digest:
+            raise UserError(f"{ref}: manifest {digest} does not match its digest; refusing the image")
+    manifest = json.loads(data)
+    blobs = [manifest["config"], *manifest.get("layers", [])]
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    try:
+        with tarfile.open(part, "w") as tar, tempfile.TemporaryDirectory() as tmp:
+            for blob in blobs:
+                blob_path = Path(tmp, "blob")
+                with blob_path.open("wb") as out:
+                    reg.blob_to(f"{base}/blobs/{blob['digest']}", blob["digest"], out)
+                tar.add(blob_path, arcname="blobs/sha256/" + blob["digest"].split(":", 1)[1])
+            manifest_digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+            index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{
+                "mediaType": media or OCI_MANIFEST, "digest": manifest_digest, "size": len(data),
+                "platform": {"os": "linux", "architecture": arch},
+                "annotations": {"io.containerd.image.name": ref,
+                                "org.opencontainers.image.ref.name": tag if not tag.startswith("sha256:") else ref},
+            }]}
+            _add_bytes(tar, "blobs/sha256/" + manifest_digest.split(":", 1)[1], data)
+            _add_bytes(tar, "oci-layout", b'{"imageLayoutVersion": "1.0.0"}')
+            _add_bytes(tar, "index.json", json.dumps(index).encode())
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    part.replace(dest)
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+# ---------------------------------------------------------------- SHA256SUMS
+
+
+def _files(root: Path) -> Iterator[str]:
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_file() and rel != SUMS and not rel.endswith(".part"):
+            yield rel
+
+
+def write_sums(root: Path) -> Path:
+    """Write SHA256SUMS over every file under `root` (sorted, sha256sum format, paths relative)."""
+    lines = [f"{file_sha256(root / rel)}  {rel}\n" for rel in _files(root)]
+    target = root / SUMS
+    target.write_text("".join(lines))
+    return target
+
+
+def read_sums(root: Path) -> tuple[dict[str, str], list[str]]:
+    """SHA256SUMS as {path: sha256}, plus one problem per line that cannot be used."""
+    listed: dict[str, str] = {}
+    problems: list[str] = []
+    for n, line in enumerate((root / SUMS).read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        m = SUMS_LINE.match(line)
+        if not m:
+            problems.append(f"{SUMS} line {n}: not '<sha256>  <path>' (sha256sum format)")
+            continue
+        rel = m.group(2).removeprefix("./")
+        parts = Path(rel).parts
+        if rel.startswith("/") or ".." in parts:
+            problems.append(f"{SUMS} line {n}: {rel!r} must be a path inside the directory, relative to it")
+            continue
+        if rel in listed:
+            problems.append(f"{SUMS} line {n}: {rel} is listed twice")
+            continue
+        listed[rel] = m.group(1).lower()
+    return listed, problems
+
+
+def verify_dir(path: str | Path) -> list[str]:
+    """Check an artifacts directory against its SHA256SUMS: one line per problem, [] when it is usable."""
+    root = Path(path)
+    fix = f"build it with `provision artifacts -f <spec> -o {root}` on a machine with internet access"
+    if not root.is_dir():
+        return [f"{root} is not a directory; {fix}"]
+    if not (root / SUMS).is_file():
+        return [f"{root / SUMS} is missing; {fix}"]
+    listed, problems = read_sums(root)
+    for rel, expected in listed.items():
+        file = root / rel
+        if not file.is_file():
+            problems.append(f"{rel}: listed in {SUMS} but missing; copy it again or {fix}")
+            continue
+        actual = file_sha256(file)
+        if actual != expected:
+            problems.append(f"{rel}: sha256 is {actual}, {SUMS} expects {expected}; the file is corrupt or was "
+                            "replaced — download it again (`provision artifacts`), never just edit SHA256SUMS")
+    for rel in _files(root):
+        if rel not in listed:
+            problems.append(f"{rel}: not listed in {SUMS}; add its line or remove the file")
+    for rel in REQUIRED:
+        if rel not in listed:
+            problems.append(f"{rel}: required by an offline install but not in {SUMS}; {fix}")
+    for shown, pattern in REQUIRED_PATTERNS:
+        if not any(re.fullmatch(pattern, rel) for rel in listed):
+            problems.append(f"{shown}: required by an offline install but not in {SUMS}; {fix}")
+    return problems
+
+
+# ---------------------------------------------------------------- assembling
+
+
+def _have(dest: Path, sha256: str) -> bool:
+    return dest.is_file() and file_sha256(dest) == sha256
+
+
+def fetch_release(opener: Opener, rel: Release, root: Path, say: Callable[[str], None]) -> None:
+    sha = expected_sha256(_read_all(opener, rel.sums_url).decode(errors="replace"), rel.sums_name, rel.sums_url)
+    dest = root / rel.path
+    if _have(dest, sha):
+        say(f"  have {rel.path}")
+        return
+    say(f"  get  {rel.path}  <- {rel.url}")
+    download(opener, rel.url, dest, sha)
+
+
+def fetch_crictl(opener: Opener, rel: Release, root: Path, say: Callable[[str], None]) -> None:
+    sha = expected_sha256(_read_all(opener, rel.sums_url).decode(errors="replace"), rel.sums_name, rel.sums_url)
+    say(f"  get  {rel.path}  <- {rel.url}")
+    with tempfile.TemporaryDirectory() as tmp:
+        tarball = Path(tmp, rel.sums_name)
+        download(opener, rel.url, tarball, sha)
+        with tarfile.open(tarball) as tar:
+            member = next((m for m in tar.getmembers() if m.isfile() and Path(m.name).name == "crictl"), None)
+            source = tar.extractfile(member) if member else None
+            if source is None:
+                raise UserError(f"{rel.url} holds no crictl binary")
+            dest = root / rel.path
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with source, dest.open("wb") as out:
+                shutil.copyfileobj(source, out)
+    dest.chmod(0o755)
+
+
+def assemble(kubernetes: str, etcd: str, out: Path, say: Callable[[str], None], containerd: str | None = None,
+             arch: str = "amd64", opener: Opener = urlopen) -> list[str]:
+    """Fill `out` with everything an offline install needs and write SHA256SUMS; return the images pulled."""
+    plan = plan_for(kubernetes, etcd, containerd, arch)
+    out.mkdir(parents=True, exist_ok=True)
+    say(f"assembling {out} for Kubernetes {kubernetes} ({arch})")
+    for rel in plan.releases:
+        fetch_release(opener, rel, out, say)
+    for binary in K8S_BINARIES:
+        (out / "bin" / binary).chmod(0o755)
+    fetch_crictl(opener, plan.crictl, out, say)
+    for name in UNIT_FILES:
+        target = out / "systemd" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROLES / "kube_packages" / "files" / name, target)
+    images = kubeadm_images(out / "bin" / "kubeadm", kubernetes, arch)
+    if images is None:
+        images = plan.images
+        say(f"  kubeadm cannot run on this machine: using provision's image list (coredns {COREDNS_FALLBACK} "
+            "is a guess; run this on linux/" + arch + " for kubeadm's own list)")
+    if versions.PAUSE_IMAGE not in images:
+        images.append(versions.PAUSE_IMAGE)
+    for ref in images:
+        dest = out / image_file(ref)
+        if dest.is_file():
+            say(f"  have {image_file(ref)}")
+            continue
+        say(f"  pull {ref}")
+        pull_image(ref, dest, opener, arch)
+    write_sums(out)
+    problems = verify_dir(out)
+    if problems:
+        raise UserError("the assembled directory does not verify: " + "; ".join(problems))
+    say(f"wrote {out / SUMS}: {len(read_sums(out)[0])} files")
+    return images
+
+
+# ---------------------------------------------------------------- command line
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `provision artifacts` to the CLI."""
+    p = subparsers.add_parser(
+        "artifacts", help="assemble (or --verify) the offline artifacts directory",
+        description="Download everything an offline cluster installs (Kubernetes binaries, kubelet unit, CNI "
+                    "plugins, kubeadm's images, containerd, runc, etcd) from pinned upstream URLs into one "
+                    "directory, checked against upstream checksums, and write its SHA256SUMS. Run it where the "
+                    "internet is reachable; copy the directory to the offline side and set "
+                    "`artifacts: {mode: offline, dir: DIR}` in the spec.")
+    p.add_argument("-f", "--file", default="cluster.yaml", help="cluster spec (default: cluster.yaml)")
+    p.add_argument("-o", "--output", metavar="DIR",
+                   help="directory to fill (default: the spec's artifacts.dir, else ./artifacts)")
+    p.add_argument("--verify", action="store_true",
+                   help="only check DIR against its SHA256SUMS (no network); exit 1 on any problem")
+    p.add_argument("--arch", choices=sorted(set(ARCHES.values())), default="amd64",
+                   help="node CPU architecture (default: amd64)")
+    p.set_defaults(func=cmd_artifacts)
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def cmd_artifacts(args: argparse.Namespace) -> int:
+    from provision import spec as spec_mod
+
+    cluster = None
+    if not (args.verify and args.output):
+        cluster = spec_mod.load_spec(args.file)
+    if args.output:
+        out = Path(args.output)
+    elif cluster is not None and cluster.spec.artifacts.dir:
+        out = cluster.path(cluster.spec.artifacts.dir)
+    else:
+        out = Path("artifacts")
+    if args.verify:
+        problems = verify_dir(out)
+        for line in problems:
+            _say(f"error: {line}")
+        if not problems:
+            _say(f"{out}: {len(read_sums(out)[0])} files match {SUMS}")
+        return 1 if problems else 0
+    assert cluster is not None
+    assemble(cluster.kubernetes_version, cluster.etcd_version, out, _say,
+             containerd=cluster.spec.container_runtime.version, arch=args.arch)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    parser = argparse.ArgumentParser(prog="provision")
+    register(parser.add_subparsers(dest="command"))
+    ns = parser.parse_args()
+    sys.exit(ns.func(ns))

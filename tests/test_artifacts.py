@@ -1,0 +1,438 @@
+"""`provision artifacts`: layout, upstream checksum checks, image archives and SHA256SUMS — without a network.
+
+Every URL is served by a fake opener from small local bytes; nothing here touches the internet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import tarfile
+import urllib.error
+import urllib.request
+from email.message import Message
+from pathlib import Path
+
+import pytest
+
+from provision import artifacts, spec, versions
+from provision.errors import UserError
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class FakeResponse:
+    def __init__(self, data: bytes, content_type: str = "") -> None:
+        self._body = io.BytesIO(data)
+        self.headers = Message()
+        if content_type:
+            self.headers["Content-Type"] = content_type
+
+    def read(self, amt: int = -1, /) -> bytes:
+        return self._body.read(amt)
+
+    def close(self) -> None:
+        pass
+
+
+class FakeWeb:
+    """URL -> (bytes, content type). Records every request; 404 for anything unknown."""
+
+    def __init__(self) -> None:
+        self.pages: dict[str, tuple[bytes, str]] = {}
+        self.requests: list[urllib.request.Request] = []
+        self.token_required: dict[str, str] = {}  # host -> token the registry wants
+
+    def add(self, url: str, data: bytes, content_type: str = "") -> None:
+        self.pages[url] = (data, content_type)
+
+    def __call__(self, request: urllib.request.Request) -> FakeResponse:
+        self.requests.append(request)
+        url = request.full_url
+        host = urllib.request.urlparse(url).netloc
+        want = self.token_required.get(host)
+        auth = request.get_header("Authorization") or request.unredirected_hdrs.get("Authorization")
+        if want and url.startswith(f"https://{host}/v2/") and auth != f"Bearer {want}":
+            headers = Message()
+            headers["WWW-Authenticate"] = f'Bearer realm="https://auth.example/token",service="{host}",scope="pull"'
+            raise urllib.error.HTTPError(url, 401, "Unauthorized", headers, None)
+        if url not in self.pages:
+            raise urllib.error.HTTPError(url, 404, "Not Found", Message(), None)
+        data, content_type = self.pages[url]
+        return FakeResponse(data, content_type)
+
+
+# ---------------------------------------------------------------- a tiny registry
+
+
+def add_image(web: FakeWeb, ref: str, arch: str = "amd64", payload: bytes = b"layer") -> dict[str, str]:
+    """Serve `ref` as a multi-arch index (linux/arm64 decoy + linux/<arch>); return the blob digests."""
+    host, repo, tag = artifacts.parse_ref(ref)
+    base = f"https://{host}/v2/{repo}"
+    layer = _tar_bytes({"hello.txt": payload})
+    config = json.dumps({"architecture": arch, "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [f"sha256:{sha(layer)}"]}}).encode()
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": artifacts.OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": f"sha256:{sha(config)}",
+                   "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": f"sha256:{sha(layer)}",
+                    "size": len(layer)}],
+    }).encode()
+    decoy = b'{"schemaVersion": 2, "config": {"digest": "sha256:00"}, "layers": []}'
+    index = json.dumps({"schemaVersion": 2, "mediaType": artifacts.OCI_INDEX, "manifests": [
+        {"mediaType": artifacts.OCI_MANIFEST, "digest": f"sha256:{sha(decoy)}", "size": len(decoy),
+         "platform": {"os": "linux", "architecture": "arm64" if arch != "arm64" else "s390x"}},
+        {"mediaType": artifacts.OCI_MANIFEST, "digest": f"sha256:{sha(manifest)}", "size": len(manifest),
+         "platform": {"os": "linux", "architecture": arch}},
+    ]}).encode()
+    web.add(f"{base}/manifests/{tag}", index, artifacts.OCI_INDEX)
+    web.add(f"{base}/manifests/sha256:{sha(manifest)}", manifest, artifacts.OCI_MANIFEST)
+    web.add(f"{base}/blobs/sha256:{sha(config)}", config)
+    web.add(f"{base}/blobs/sha256:{sha(layer)}", layer)
+    return {"manifest": f"sha256:{sha(manifest)}", "config": f"sha256:{sha(config)}", "layer": f"sha256:{sha(layer)}"}
+
+
+def _tar_bytes(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o755
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _tgz_bytes(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o755
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------- the plan
+
+
+def test_plan_pins_upstream_urls_from_the_versions() -> None:
+    plan = artifacts.plan_for("1.37.2", "3.6.5")
+    urls = {r.path: r.url for r in plan.releases}
+    assert urls["bin/kubeadm"] == "https://dl.k8s.io/release/v1.37.2/bin/linux/amd64/kubeadm"
+    assert urls["bin/kubelet"] == "https://dl.k8s.io/release/v1.37.2/bin/linux/amd64/kubelet"
+    sums = {r.path: r.sums_url for r in plan.releases}
+    assert sums["bin/kubectl"] == "https://dl.k8s.io/release/v1.37.2/bin/linux/amd64/kubectl.sha256"
+    ctd = f"containerd/containerd-{artifacts.CONTAINERD_VERSION}-linux-amd64.tar.gz"
+    assert urls[ctd] == (f"https://github.com/containerd/containerd/releases/download/v{artifacts.CONTAINERD_VERSION}"
+                         f"/containerd-{artifacts.CONTAINERD_VERSION}-linux-amd64.tar.gz")
+    assert urls["containerd/runc.amd64"].endswith(f"/v{artifacts.RUNC_VERSION}/runc.amd64")
+    # the etcd role reads exactly this name
+    assert urls["etcd/etcd-v3.6.5-linux-amd64.tar.gz"] == (
+        "https://github.com/etcd-io/etcd/releases/download/v3.6.5/etcd-v3.6.5-linux-amd64.tar.gz")
+    assert f"cni/cni-plugins-linux-amd64-v{artifacts.CNI_PLUGINS_VERSION}.tgz" in urls
+    assert plan.crictl.url.endswith("/v1.37.0/crictl-v1.37.0-linux-amd64.tar.gz")
+    assert versions.PAUSE_IMAGE in plan.images
+    assert "registry.k8s.io/kube-apiserver:v1.37.2" in plan.images
+    assert "registry.k8s.io/etcd:3.6.5-0" in plan.images
+
+
+def test_plan_follows_the_spec_containerd_version_and_arch() -> None:
+    plan = artifacts.plan_for("1.36.6", "3.6.5", containerd="v2.1.4", arch="arm64")
+    paths = {r.path for r in plan.releases}
+    assert "containerd/containerd-2.1.4-linux-arm64.tar.gz" in paths
+    assert "containerd/runc.arm64" in paths
+    assert "etcd/etcd-v3.6.5-linux-arm64.tar.gz" in paths
+
+
+def test_containerd_default_matches_the_role() -> None:
+    defaults = (artifacts.ROLES / "containerd" / "defaults" / "main.yml").read_text()
+    assert f'containerd_default_version: "{artifacts.CONTAINERD_VERSION}"' in defaults
+    assert f'containerd_runc_version: "{artifacts.RUNC_VERSION}"' in defaults
+
+
+def test_image_file_names_are_flat_and_safe() -> None:
+    assert artifacts.image_file("registry.k8s.io/pause:3.10.1") == "images/registry.k8s.io_pause_3.10.1.tar"
+    assert artifacts.image_file("registry.k8s.io/coredns/coredns:v1.12.1") == (
+        "images/registry.k8s.io_coredns_coredns_v1.12.1.tar")
+
+
+@pytest.mark.parametrize(("ref", "expected"), [
+    ("registry.k8s.io/pause:3.10.1", ("registry.k8s.io", "pause", "3.10.1")),
+    ("registry.k8s.io/coredns/coredns:v1.12.1", ("registry.k8s.io", "coredns/coredns", "v1.12.1")),
+    ("localhost:5000/x/y", ("localhost:5000", "x/y", "latest")),
+    ("busybox", ("registry-1.docker.io", "library/busybox", "latest")),
+    ("quay.io/a/b@sha256:" + "0" * 64, ("quay.io", "a/b", "sha256:" + "0" * 64)),
+])
+def test_parse_ref(ref: str, expected: tuple[str, str, str]) -> None:
+    assert artifacts.parse_ref(ref) == expected
+
+
+# ---------------------------------------------------------------- upstream checksums
+
+
+def test_expected_sha256_reads_bare_hashes_and_sha256sum_files() -> None:
+    h1, h2 = "a" * 64, "b" * 64
+    assert artifacts.expected_sha256(f"{h1}\n", "kubeadm", "u") == h1
+    assert artifacts.expected_sha256(f"{h1}  crictl.tar.gz\n", "crictl.tar.gz", "u") == h1
+    text = f"{h1}  runc.arm64\n{h2}  runc.amd64\n"
+    assert artifacts.expected_sha256(text, "runc.amd64", "u") == h2
+    assert artifacts.expected_sha256(f"{h2} *./etcd-v3.6.5-linux-amd64.tar.gz\n", "etcd-v3.6.5-linux-amd64.tar.gz",
+                                     "u") == h2
+    with pytest.raises(UserError, match="lists no sha256 for runc.s390x"):
+        artifacts.expected_sha256(text, "runc.s390x", "u")
+
+
+def test_download_keeps_a_file_only_when_its_checksum_matches(tmp_path: Path) -> None:
+    web = FakeWeb()
+    web.add("https://example.test/kubeadm", b"binary")
+    dest = tmp_path / "bin" / "kubeadm"
+    artifacts.download(web, "https://example.test/kubeadm", dest, sha(b"binary"))
+    assert dest.read_bytes() == b"binary"
+
+    other = tmp_path / "bin" / "kubectl"
+    with pytest.raises(UserError, match=f"sha256 is {sha(b'binary')}, upstream publishes {'0' * 64}"):
+        artifacts.download(web, "https://example.test/kubeadm", other, "0" * 64)
+    assert not other.exists()
+    assert not list(tmp_path.rglob("*.part"))
+
+
+def test_download_failure_says_what_failed(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="download of https://example.test/missing failed"):
+        artifacts.download(FakeWeb(), "https://example.test/missing", tmp_path / "x", "0" * 64)
+
+
+# ---------------------------------------------------------------- images
+
+
+def test_pull_image_writes_an_importable_oci_archive(tmp_path: Path) -> None:
+    web = FakeWeb()
+    digests = add_image(web, "registry.k8s.io/pause:3.10.1")
+    dest = tmp_path / "images" / "pause.tar"
+    artifacts.pull_image("registry.k8s.io/pause:3.10.1", dest, web)
+
+    with tarfile.open(dest) as tar:
+        names = set(tar.getnames())
+        index = json.loads(tar.extractfile("index.json").read())  # type: ignore[union-attr]
+        blobs = {n: tar.extractfile(n).read() for n in names if n.startswith("blobs/")}  # type: ignore[union-attr]
+    assert "oci-layout" in names
+    (entry,) = index["manifests"]
+    assert entry["annotations"]["io.containerd.image.name"] == "registry.k8s.io/pause:3.10.1"
+    assert entry["digest"] == digests["manifest"]  # the linux/amd64 manifest, not the arm64 decoy
+    for digest in digests.values():
+        assert f"blobs/sha256/{digest.split(':')[1]}" in names
+    for name, data in blobs.items():
+        assert name == f"blobs/sha256/{sha(data)}"  # every blob is what its name says
+    assert not list(tmp_path.rglob("*.part"))
+
+
+def test_pull_image_gets_a_bearer_token_when_asked(tmp_path: Path) -> None:
+    web = FakeWeb()
+    add_image(web, "quay.example/team/app:1")
+    web.token_required["quay.example"] = "t0ken"
+    web.add("https://auth.example/token?service=quay.example&scope=pull", b'{"token": "t0ken"}')
+    artifacts.pull_image("quay.example/team/app:1", tmp_path / "app.tar", web)
+    assert (tmp_path / "app.tar").is_file()
+    blob_requests = [r for r in web.requests if "/blobs/" in r.full_url]
+    # the token is never forwarded on a redirect (blob storage is often another host)
+    assert all("Authorization" in r.unredirected_hdrs for r in blob_requests)
+
+
+def test_pull_image_refuses_a_blob_that_does_not_match_its_digest(tmp_path: Path) -> None:
+    web = FakeWeb()
+    digests = add_image(web, "registry.k8s.io/pause:3.10.1")
+    host, repo, _ = artifacts.parse_ref("registry.k8s.io/pause:3.10.1")
+    web.add(f"https://{host}/v2/{repo}/blobs/{digests['layer']}", b"tampered layer")
+    with pytest.raises(UserError, match=f"expected {digests['layer']}; refusing the image"):
+        artifacts.pull_image("registry.k8s.io/pause:3.10.1", tmp_path / "pause.tar", web)
+    assert not (tmp_path / "pause.tar").exists()
+    assert not list(tmp_path.rglob("*.part"))
+
+
+def test_pull_image_without_the_architecture_says_so(tmp_path: Path) -> None:
+    web = FakeWeb()
+    add_image(web, "registry.k8s.io/pause:3.10.1", arch="amd64")
+    with pytest.raises(UserError, match="has no linux/riscv64 image"):
+        artifacts.pull_image("registry.k8s.io/pause:3.10.1", tmp_path / "p.tar", web, arch="riscv64")
+
+
+# ---------------------------------------------------------------- SHA256SUMS and verify_dir
+
+
+def make_dir(root: Path) -> Path:
+    files = {
+        "bin/kubeadm": b"kubeadm", "bin/kubelet": b"kubelet", "bin/kubectl": b"kubectl", "bin/crictl": b"crictl",
+        "systemd/kubelet.service": b"[Unit]\n", "systemd/10-kubeadm.conf": b"[Service]\n",
+        "cni/cni-plugins-linux-amd64-v1.8.0.tgz": b"cni", "images/registry.k8s.io_pause_3.10.1.tar": b"image",
+        "containerd/runc.amd64": b"runc", "etcd/etcd-v3.6.5-linux-amd64.tar.gz": b"etcd",
+    }
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    artifacts.write_sums(root)
+    return root
+
+
+def test_write_sums_is_sha256sum_format_with_relative_sorted_paths(tmp_path: Path) -> None:
+    root = make_dir(tmp_path)
+    lines = (root / "SHA256SUMS").read_text().splitlines()
+    paths = [line.split("  ", 1)[1] for line in lines]
+    assert paths == sorted(paths)
+    assert f"{sha(b'kubeadm')}  bin/kubeadm" in lines
+    assert "SHA256SUMS" not in paths
+    assert all(not p.startswith("/") for p in paths)
+    assert artifacts.verify_dir(root) == []
+
+
+def test_verify_names_the_corrupt_file_with_both_checksums(tmp_path: Path) -> None:
+    root = make_dir(tmp_path)
+    (root / "bin/kubeadm").write_bytes(b"tampered")
+    (problem,) = artifacts.verify_dir(root)
+    assert problem.startswith("bin/kubeadm: ")
+    assert f"sha256 is {sha(b'tampered')}, SHA256SUMS expects {sha(b'kubeadm')}" in problem
+    assert "provision artifacts" in problem
+
+
+def test_verify_reports_missing_unlisted_and_required_files(tmp_path: Path) -> None:
+    root = make_dir(tmp_path)
+    (root / "etcd/etcd-v3.6.5-linux-amd64.tar.gz").unlink()
+    (root / "bin/extra").write_bytes(b"?")
+    sums = root / "SHA256SUMS"
+    sums.write_text("".join(line + "\n" for line in sums.read_text().splitlines() if "bin/crictl" not in line))
+    problems = artifacts.verify_dir(root)
+    assert any(p.startswith("etcd/etcd-v3.6.5-linux-amd64.tar.gz: listed in SHA256SUMS but missing") for p in problems)
+    assert any(p.startswith("bin/extra: not listed in SHA256SUMS") for p in problems)
+    assert any(p.startswith("bin/crictl: not listed in SHA256SUMS") for p in problems)
+    assert any(p.startswith("bin/crictl: required by an offline install") for p in problems)
+
+
+def test_verify_requires_images_and_cni_plugins(tmp_path: Path) -> None:
+    root = make_dir(tmp_path)
+    (root / "images/registry.k8s.io_pause_3.10.1.tar").unlink()
+    (root / "cni/cni-plugins-linux-amd64-v1.8.0.tgz").unlink()
+    artifacts.write_sums(root)
+    problems = artifacts.verify_dir(root)
+    assert any(p.startswith("images/*.tar: required") for p in problems)
+    assert any(p.startswith("cni/cni-plugins-linux-*.tgz: required") for p in problems)
+
+
+def test_verify_rejects_bad_lines_and_paths_outside_the_directory(tmp_path: Path) -> None:
+    root = make_dir(tmp_path)
+    with (root / "SHA256SUMS").open("a") as f:
+        f.write("not a checksum line\n")
+        f.write(f"{'0' * 64}  /etc/passwd\n")
+        f.write(f"{'0' * 64}  ../outside\n")
+        f.write(f"{sha(b'kubeadm')}  ./bin/kubeadm\n")
+    problems = artifacts.verify_dir(root)
+    assert any("not '<sha256>  <path>'" in p for p in problems)
+    assert any("'/etc/passwd' must be a path inside the directory" in p for p in problems)
+    assert any("'../outside' must be a path inside the directory" in p for p in problems)
+    assert any("bin/kubeadm is listed twice" in p for p in problems)
+
+
+def test_verify_without_sums_or_directory(tmp_path: Path) -> None:
+    assert artifacts.verify_dir(tmp_path / "nope")[0].endswith("on a machine with internet access")
+    (problem,) = artifacts.verify_dir(tmp_path)
+    assert "SHA256SUMS is missing" in problem
+    assert "provision artifacts -f <spec> -o" in problem
+
+
+# ---------------------------------------------------------------- the whole directory
+
+
+def serve_release(web: FakeWeb, kubernetes: str, etcd: str, images: list[str]) -> None:
+    """Serve every pinned URL with small stand-ins (kubeadm prints `images` as its image list)."""
+    plan = artifacts.plan_for(kubernetes, etcd)
+    listing = "".join(f"echo {ref}\n" for ref in images)
+    for rel in plan.releases:
+        name = rel.sums_name
+        data = (f"#!/bin/sh\n{listing}".encode() if name == "kubeadm" else f"stand-in {name}".encode())
+        web.add(rel.url, data)
+        other = "f" * 64
+        web.add(rel.sums_url, (f"{sha(data)}\n" if rel.sums_url.endswith(".sha256") and "cni" not in name
+                               else f"{other}  decoy\n{sha(data)}  {name}\n").encode())
+    crictl = _tgz_bytes({"crictl": b"crictl stand-in"})
+    web.add(plan.crictl.url, crictl)
+    web.add(plan.crictl.sums_url, f"{sha(crictl)}  {plan.crictl.sums_name}\n".encode())
+    for ref in images:
+        add_image(web, ref)
+
+
+def test_assemble_fills_a_directory_that_verifies(tmp_path: Path) -> None:
+    images = ["registry.k8s.io/kube-apiserver:v1.37.2", "registry.k8s.io/pause:3.10.1"]
+    web = FakeWeb()
+    serve_release(web, "1.37.2", "3.6.5", images)
+    out = tmp_path / "artifacts"
+    lines: list[str] = []
+    pulled = artifacts.assemble("1.37.2", "3.6.5", out, lines.append, opener=web)
+
+    assert artifacts.verify_dir(out) == []
+    assert set(pulled) == set(images)  # kubeadm's own list (this machine runs the stand-in kubeadm)
+    listed = artifacts.read_sums(out)[0]
+    for rel in artifacts.REQUIRED:
+        assert rel in listed
+    assert (out / "bin/crictl").read_bytes() == b"crictl stand-in"
+    assert (out / "bin/kubectl").stat().st_mode & 0o755 == 0o755
+    assert (out / "systemd/10-kubeadm.conf").read_bytes() == (
+        artifacts.ROLES / "kube_packages/files/10-kubeadm.conf").read_bytes()
+    assert artifacts.image_file("registry.k8s.io/pause:3.10.1") in listed
+    assert all(r.full_url.startswith("https://") for r in web.requests)
+
+    # a second run downloads nothing it already has
+    before = len(web.requests)
+    artifacts.assemble("1.37.2", "3.6.5", out, lines.append, opener=web)
+    fetched = [r.full_url for r in web.requests[before:]]
+    assert not any(u.startswith("https://dl.k8s.io") and not u.endswith(".sha256") for u in fetched)
+    assert not any("/blobs/" in u for u in fetched)
+
+
+def test_assemble_refuses_a_download_that_does_not_match_upstream(tmp_path: Path) -> None:
+    web = FakeWeb()
+    serve_release(web, "1.37.2", "3.6.5", ["registry.k8s.io/pause:3.10.1"])
+    web.add("https://dl.k8s.io/release/v1.37.2/bin/linux/amd64/kubelet", b"tampered")
+    with pytest.raises(UserError, match="kubelet: sha256 is .* upstream publishes"):
+        artifacts.assemble("1.37.2", "3.6.5", tmp_path / "a", lambda _: None, opener=web)
+    assert not (tmp_path / "a" / "bin" / "kubelet").exists()
+    assert not (tmp_path / "a" / "SHA256SUMS").exists()
+
+
+# ---------------------------------------------------------------- command line
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="provision")
+    artifacts.register(p.add_subparsers(dest="command"))
+    return p
+
+
+def test_register_adds_the_artifacts_command() -> None:
+    args = parser().parse_args(["artifacts", "-f", "c.yaml", "-o", "dir", "--verify"])
+    assert (args.command, args.file, args.output, args.verify, args.arch) == ("artifacts", "c.yaml", "dir", True,
+                                                                              "amd64")
+    assert args.func is artifacts.cmd_artifacts
+
+
+def test_verify_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = make_dir(tmp_path / "a")
+    args = parser().parse_args(["artifacts", "-o", str(root), "--verify"])
+    assert args.func(args) == 0
+    assert "files match SHA256SUMS" in capsys.readouterr().err
+    (root / "bin/kubelet").write_bytes(b"tampered")
+    assert args.func(args) == 1
+    assert "error: bin/kubelet: sha256 is" in capsys.readouterr().err
+
+
+def test_verify_command_uses_the_spec_artifacts_dir(tmp_path: Path) -> None:
+    make_dir(tmp_path / "offline")
+    spec_file = tmp_path / "cluster.yaml"
+    spec_file.write_text("apiVersion: provision.dev/v1alpha1\nkind: Cluster\nname: air-gapped\ntopology: all-in-one\n"
+                         "artifacts: {mode: offline, dir: ./offline}\n")
+    spec.load_spec(spec_file)  # the sample itself is valid
+    args = parser().parse_args(["artifacts", "-f", str(spec_file), "--verify"])
+    assert args.func(args) == 0
