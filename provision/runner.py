@@ -41,6 +41,7 @@ class RunResult:
     changed: dict[str, int] = field(default_factory=dict)
     tasks: dict[str, int] = field(default_factory=dict)  # tasks executed per host (ok + changed + failed)
     changed_tasks: list[tuple[str, str]] = field(default_factory=list)  # (host, task)
+    failed_hosts: set[str] = field(default_factory=set)
 
 
 Progress = Callable[[str, dict[str, Any]], None]
@@ -107,6 +108,8 @@ def run_playbook(state_dir: Path, playbook: str, nodes: int, progress: Progress 
                 msg = "hidden (no_log); re-run with the task's secret-free check to see more"
             result.failures.append(HostFailure(host, task, " ".join(str(msg).split())[:400],
                                                kind == "runner_on_unreachable"))
+        if kind == "playbook_on_stats":
+            result.failed_hosts |= set(data.get("failures", {})) | set(data.get("dark", {}))
         if progress is not None:
             progress(kind, data)
         return True
@@ -129,6 +132,12 @@ def run_playbook(state_dir: Path, playbook: str, nodes: int, progress: Progress 
         suppress_env_files=True,
     )
     result.status = r.status
+    # A failure a block's rescue handled is not the host's failure; of a host's failures the last says most.
+    last: dict[str, HostFailure] = {}
+    for failure in result.failures:
+        if failure.host in result.failed_hosts:
+            last[failure.host] = failure
+    result.failures = list(last.values())
     result.ok = r.status == "successful" and not result.failures
     if r.status != "successful" and not result.failures:
         tail = (r.stdout.read() if r.stdout else "").strip().splitlines()[-5:]

@@ -8,6 +8,8 @@ image once: from a distro base image where a registry answers, otherwise from De
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -18,7 +20,6 @@ from pathlib import Path
 
 from provision.errors import UserError
 
-NODE_IMAGE = os.environ.get("PROVISION_NODE_IMAGE", "provision/node:bookworm")
 HERE = Path(__file__).resolve().parent
 WRAPPER = HERE / "runc-nosysres"
 WRAPPER_INSTALLED = Path("/usr/local/libexec/provision/runc-nosysres")
@@ -26,8 +27,8 @@ DOCKERD_LOG = Path("/var/log/provision-dockerd.log")
 
 # What every node has before any role runs: systemd, sshd, Python for Ansible, and apt's keyring tools.
 NODE_PACKAGES = [
-    "systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "sudo", "iproute2", "iputils-ping",
-    "procps", "ca-certificates", "kmod", "gnupg", "curl",
+    "systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "python3-yaml", "sudo", "iproute2",
+    "iputils-ping", "procps", "ca-certificates", "kmod", "gnupg", "curl",
 ]
 # Units that make no sense in a container node.
 MASKED_UNITS = [
@@ -46,6 +47,27 @@ ExecStart=/usr/bin/ssh-keygen -A
 [Install]
 WantedBy=multi-user.target
 """
+
+
+def _dockerfile_tail() -> str:
+    masks = " ".join(MASKED_UNITS)
+    return (
+        "RUN rm -f /etc/ssh/ssh_host_* && : > /etc/machine-id && mkdir -p /root/.ssh && chmod 700 /root/.ssh \\\n"
+        f" && for u in {masks}; do ln -sf /dev/null /etc/systemd/system/$u; done \\\n"
+        " && systemctl enable ssh ssh-keygen-once\n"
+        "ENV container=docker\nSTOPSIGNAL SIGRTMIN+3\nCMD [\"/lib/systemd/systemd\"]\n"
+    )
+
+
+def _recipe_digest() -> str:
+    """The image tag carries a digest of its recipe: a changed recipe builds a new image, never reuses a stale one."""
+    recipe = json.dumps([NODE_PACKAGES, MASKED_UNITS, KEYGEN_UNIT, _dockerfile_tail()])
+    return hashlib.sha256(recipe.encode()).hexdigest()[:10]
+
+
+# The tag provision uses, and a stable alias (`provision/node:bookworm`) that molecule scenarios name.
+NODE_IMAGE_ALIAS = "provision/node:bookworm"
+NODE_IMAGE = os.environ.get("PROVISION_NODE_IMAGE", f"provision/node:bookworm-{_recipe_digest()}")
 
 
 def docker_binary() -> str | None:
@@ -168,10 +190,12 @@ def build_image(say: Callable[[str], None], tag: str = NODE_IMAGE, force: bool =
                 install_tools: bool = False) -> str:
     """Build the node image once; return how it was made ('cached', 'registry' or 'mmdebstrap')."""
     if image_exists(tag) and not force:
+        docker("tag", tag, NODE_IMAGE_ALIAS)
         return "cached"
     if _registry_reachable():
         say("building the node image from debian:bookworm")
         _build_from_registry(tag)
+        docker("tag", tag, NODE_IMAGE_ALIAS)
         return "registry"
     if shutil.which("mmdebstrap") is None:
         if not install_tools:
@@ -180,6 +204,7 @@ def build_image(say: Callable[[str], None], tag: str = NODE_IMAGE, force: bool =
         _apt_install(["mmdebstrap"], say)
     say("no registry reachable: building the node image from Debian's mirror with mmdebstrap (a few minutes)")
     _build_with_mmdebstrap(tag)
+    docker("tag", tag, NODE_IMAGE_ALIAS)
     return "mmdebstrap"
 
 
@@ -193,16 +218,6 @@ def _registry_reachable() -> bool:
     except UserError:
         return False
     return proc.returncode == 0
-
-
-def _dockerfile_tail() -> str:
-    masks = " ".join(MASKED_UNITS)
-    return (
-        "RUN rm -f /etc/ssh/ssh_host_* && : > /etc/machine-id && mkdir -p /root/.ssh && chmod 700 /root/.ssh \\\n"
-        f" && for u in {masks}; do ln -sf /dev/null /etc/systemd/system/$u; done \\\n"
-        " && systemctl enable ssh ssh-keygen-once\n"
-        "ENV container=docker\nSTOPSIGNAL SIGRTMIN+3\nCMD [\"/lib/systemd/systemd\"]\n"
-    )
 
 
 def _build_from_registry(tag: str) -> None:
