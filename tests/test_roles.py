@@ -1,0 +1,234 @@
+"""The Ansible roles and playbooks: rendered templates, playbook syntax, and each role's molecule scenario.
+
+The molecule scenarios run real systemd nodes (the docker provider's node image) and are skipped, with the
+reason, only where Docker or the node image is missing (PROVISION_REQUIRE_NODES=1 turns that into a failure).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import jinja2.meta
+import pytest
+import yaml
+
+from provision.providers import docker_engine
+
+ROOT = Path(__file__).resolve().parent.parent
+ROLES = ROOT / "roles"
+PLAYBOOKS = ROOT / "playbooks"
+MOLECULE_ROLES = ["os_prep", "containerd", "kube_packages"]
+
+
+# ---------------------------------------------------------------- role variables, resolved like Ansible would
+
+
+def _version_test(value: Any, other: str, op: str = "==") -> bool:
+    def key(v: Any) -> tuple[int, ...]:
+        return tuple(int(p) for p in re.findall(r"\d+", str(v))[:3])
+
+    a, b = key(value), key(other)
+    return {"<": a < b, "<=": a <= b, "==": a == b, "!=": a != b, ">=": a >= b, ">": a > b}[op]
+
+
+def _bool_filter(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, keep_trailing_newline=True)
+    env.filters["bool"] = _bool_filter
+    env.tests["version"] = _version_test
+    return env
+
+
+class RoleVars:
+    """A role's defaults (and vars) over the group/host vars given, each templated on demand."""
+
+    def __init__(self, role: str, given: dict[str, Any]) -> None:
+        self.env = environment()
+        self.raw: dict[str, Any] = {}
+        for part in ("defaults", "vars"):
+            path = ROLES / role / part / "main.yml"
+            if path.exists():
+                self.raw.update(yaml.safe_load(path.read_text()) or {})
+        self.raw.update(given)  # group vars override role defaults (role vars/ are internal here)
+
+    def __getitem__(self, name: str) -> Any:
+        value = self.raw[name]
+        if isinstance(value, str) and ("{{" in value or "{%" in value):
+            return self.env.from_string(value).render(self.context_for(value))
+        return value
+
+    def context_for(self, source: str) -> dict[str, Any]:
+        names = jinja2.meta.find_undeclared_variables(self.env.parse(source))
+        return {n: self[n] for n in names if n in self.raw}
+
+    def render_template(self, role: str, template: str, **extra: Any) -> str:
+        source = (ROLES / role / "templates" / template).read_text()
+        return self.env.from_string(source).render({**self.context_for(source), **extra})
+
+
+# ---------------------------------------------------------------- kube_packages: the pkgs.k8s.io repository line
+
+
+@pytest.mark.parametrize(("group_vars", "minor"), [
+    ({"kubernetes_version": "1.36.6", "kubernetes_minor": "1.36"}, "1.36"),
+    ({"kubernetes_version": "1.35.10"}, "1.35"),
+    ({}, "1.37"),  # the role's own default, standalone
+])
+def test_repository_file_names_the_minor_and_the_keyring(group_vars: dict[str, str], minor: str) -> None:
+    role = RoleVars("kube_packages", group_vars)
+    text = role.render_template("kube_packages", "kubernetes.list.j2")
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    expected = ("deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] "
+                f"https://pkgs.k8s.io/core:/stable:/v{minor}/deb/ /")
+    assert lines == [expected]
+    assert role["kube_packages_repo_key_url"] == f"https://pkgs.k8s.io/core:/stable:/v{minor}/deb/Release.key"
+    assert role["kube_packages_sources_file"] == "/etc/apt/sources.list.d/kubernetes.list"
+
+
+@pytest.mark.parametrize(("mode", "source"), [("online", "repo"), ("offline", "artifacts"), (None, "repo")])
+def test_artifacts_mode_picks_the_package_source(mode: str | None, source: str) -> None:
+    given = {"artifacts_mode": mode} if mode is not None else {}
+    assert RoleVars("kube_packages", given)["kube_packages_source"] == source
+
+
+# ---------------------------------------------------------------- containerd: config.toml per major version
+
+
+def containerd_config(version: str, **group_vars: Any) -> dict[str, Any]:
+    role = RoleVars("containerd", group_vars)
+    text = role.render_template("containerd", "config.toml.j2", containerd_installed_version=version)
+    return tomllib.loads(text)
+
+
+@pytest.mark.parametrize("version", ["1.6.20", "1.7.28"])
+def test_containerd_1x_config_is_version_2(version: str) -> None:
+    cfg = containerd_config(version, pause_image="registry.k8s.io/pause:3.10.1")
+    assert cfg["version"] == 2
+    cri = cfg["plugins"]["io.containerd.grpc.v1.cri"]
+    assert cri["sandbox_image"] == "registry.k8s.io/pause:3.10.1"
+    assert cri["containerd"]["runtimes"]["runc"]["runtime_type"] == "io.containerd.runc.v2"
+    assert cri["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
+    assert cri["cni"]["bin_dir"] == "/opt/cni/bin"
+    assert cfg["required_plugins"] == ["io.containerd.grpc.v1.cri"]
+
+
+@pytest.mark.parametrize(("version", "cni_key"), [("2.0.5", "bin_dir"), ("2.1.4", "bin_dirs"), ("2.2.1", "bin_dirs")])
+def test_containerd_2x_config_is_version_3(version: str, cni_key: str) -> None:
+    cfg = containerd_config(version, pause_image="registry.k8s.io/pause:3.10.1")
+    assert cfg["version"] == 3
+    runtime = cfg["plugins"]["io.containerd.cri.v1.runtime"]
+    assert runtime["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
+    assert runtime["containerd"]["default_runtime_name"] == "runc"
+    images = cfg["plugins"]["io.containerd.cri.v1.images"]
+    assert images["pinned_images"]["sandbox"] == "registry.k8s.io/pause:3.10.1"
+    assert "io.containerd.grpc.v1.cri" not in cfg["plugins"]  # no 1.x keys left over
+    assert cni_key in runtime["cni"]
+    assert "sandbox_image" not in str(cfg)
+
+
+def test_containerd_follows_the_group_vars() -> None:
+    cfg = containerd_config("2.2.1", pause_image="registry.example/pause:9", cgroup_driver="cgroupfs")
+    runtime = cfg["plugins"]["io.containerd.cri.v1.runtime"]
+    assert runtime["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is False
+    assert cfg["plugins"]["io.containerd.cri.v1.images"]["pinned_images"]["sandbox"] == "registry.example/pause:9"
+    standalone = containerd_config("1.6.20")  # no group vars: the role's defaults
+    assert standalone["plugins"]["io.containerd.grpc.v1.cri"]["sandbox_image"] == "registry.k8s.io/pause:3.10.1"
+
+
+def test_containerd_release_url_is_templated_from_the_version() -> None:
+    role = RoleVars("containerd", {"containerd_version": "2.1.4", "containerd_source": "release"})
+    role.raw["containerd_arch"] = "amd64"
+    assert " ".join(role["containerd_release_url"].split()) == (
+        "https://github.com/containerd/containerd/releases/download/v2.1.4/containerd-2.1.4-linux-amd64.tar.gz")
+    assert role["containerd_release_sha256"] == (
+        "316d510a0428276d931023f72c09fdff1a6ba81d6cc36f31805fea6a3c88f515")
+    unset = RoleVars("containerd", {"containerd_version": None})  # provision passes null when the spec is silent
+    assert unset["containerd_release_version"] == unset["containerd_default_version"]
+
+
+# ---------------------------------------------------------------- playbooks
+
+
+def ansible_env() -> dict[str, str]:
+    return {**os.environ, "ANSIBLE_ROLES_PATH": str(ROLES), "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_LOCALHOST_WARNING": "False", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False"}
+
+
+@pytest.mark.parametrize("playbook", sorted(p.name for p in PLAYBOOKS.glob("*.yml")))
+def test_playbook_syntax(playbook: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "ansible.cli.playbook", "--syntax-check", "-i", "localhost,",
+                           str(PLAYBOOKS / playbook)],
+                          capture_output=True, text=True, env=ansible_env(), timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(("playbook", "hosts", "role"), [
+    ("os.yml", "all", "os_prep"), ("containerd.yml", "k8s_cluster", "containerd"),
+    ("kubernetes.yml", "k8s_cluster", "kube_packages"),
+])
+def test_playbooks_target_the_inventory_groups(playbook: str, hosts: str, role: str) -> None:
+    (play,) = yaml.safe_load((PLAYBOOKS / playbook).read_text())
+    assert play["hosts"] == hosts
+    assert play["roles"] == [role]
+    assert "!all" in play["gather_subset"]  # facts are gathered minimally
+
+
+def test_os_prep_refuses_other_systems_by_name(tmp_path: Path) -> None:
+    """The OS check runs before any change: a CentOS host is refused with the host, the OS and the fix."""
+    playbook = tmp_path / "refusal.yml"
+    playbook.write_text(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.builtin.set_fact: {distribution: CentOS, distribution_version: '9', os_family: RedHat,"
+        " virtualization_type: kvm, cacheable: true}\n"
+        "    - ansible.builtin.include_role: {name: os_prep}\n")
+    proc = subprocess.run([sys.executable, "-m", "ansible.cli.playbook", "-i", "centos-node,", "-c", "local",
+                           "-e", f"ansible_python_interpreter={sys.executable}", str(playbook)],
+                          capture_output=True, text=True, env=ansible_env(), timeout=120, check=False)
+    out = " ".join(proc.stdout.split())
+    assert proc.returncode == 2, out
+    assert "centos-node runs CentOS 9 (OS family RedHat)" in out
+    assert "os_prep supports Debian and Ubuntu only" in out
+    assert "changed=0" in out
+
+
+# ---------------------------------------------------------------- molecule
+
+
+def nodes_missing() -> str | None:
+    if not docker_engine.engine_running():
+        return "Docker is not installed or its engine is not running"
+    if not docker_engine.image_exists():
+        return f"the node image {docker_engine.NODE_IMAGE} is missing (provision image build)"
+    return None
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@pytest.mark.nodes
+@pytest.mark.slow
+@pytest.mark.parametrize("role", MOLECULE_ROLES)
+def test_molecule(role: str) -> None:
+    why = nodes_missing()
+    if why:
+        if os.environ.get("PROVISION_REQUIRE_NODES"):
+            pytest.fail(f"real nodes are required here but {why}")
+        pytest.skip(why)
+    env = {**os.environ, "PATH": "/usr/bin:" + os.environ.get("PATH", ""), "ANSIBLE_NOCOLOR": "1",
+           "PY_COLORS": "0", "ANSIBLE_FORCE_COLOR": "0", "NO_COLOR": "1"}
+    proc = subprocess.run([sys.executable, "-m", "molecule", "test"], cwd=ROLES / role, env=env,
+                          capture_output=True, text=True, timeout=900, check=False)
+    if proc.returncode != 0:
+        tail = "\n".join(ANSI.sub("", proc.stdout + proc.stderr).splitlines()[-120:])
+        print(tail)
+        pytest.fail(f"molecule test of {role} failed (exit {proc.returncode}); the output's tail is above")
