@@ -224,8 +224,11 @@ def test_molecule(role: str) -> None:
         if os.environ.get("PROVISION_REQUIRE_NODES"):
             pytest.fail(f"real nodes are required here but {why}")
         pytest.skip(why)
+    # Debian's docker client first (a newer CLI elsewhere in PATH may not talk to this engine), and exactly the
+    # node image checked above (the scenarios default to its stable alias).
     env = {**os.environ, "PATH": "/usr/bin:" + os.environ.get("PATH", ""), "ANSIBLE_NOCOLOR": "1",
-           "PY_COLORS": "0", "ANSIBLE_FORCE_COLOR": "0", "NO_COLOR": "1"}
+           "PY_COLORS": "0", "ANSIBLE_FORCE_COLOR": "0", "NO_COLOR": "1",
+           "PROVISION_NODE_IMAGE": docker_engine.NODE_IMAGE}
     proc = subprocess.run([sys.executable, "-m", "molecule", "test"], cwd=ROLES / role, env=env,
                           capture_output=True, text=True, timeout=900, check=False)
     if proc.returncode != 0:
