@@ -11,7 +11,6 @@ Serves HTTPS on :6443 with a certificate from the cluster CA the kubeadm double 
 import hashlib
 import http.server
 import json
-import os
 import ssl
 import subprocess
 import threading
