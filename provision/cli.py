@@ -6,19 +6,20 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import jinja2
 from rich.console import Console
 from rich.table import Table
 
-from provision import __version__, lifecycle, runner, versions
+from provision import __version__, lifecycle, versions
 from provision import inventory as inventory_mod
 from provision import spec as spec_mod
 from provision import steps as steps_mod
 from provision import topology as topology_mod
+from provision import verify as verify_mod
 from provision.errors import UserError
 from provision.paths import TEMPLATES
+from provision.progress import TaskProgress
 
 DEFAULT_SPEC = "cluster.yaml"
 
@@ -106,7 +107,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     cluster = load(args.file)
     state_dir = lifecycle.state_dir_for(cluster, args.state_dir)
     started = time.monotonic()
-    report = lifecycle.up(cluster, state_dir, say, progress=_progress(), only=args.only)
+    progress = TaskProgress(lambda text, style: err.print(text, markup=False, style=style))
+    report = lifecycle.up(cluster, state_dir, say, progress=progress, only=args.only, skip=args.skip)
     out.print()
     table = Table(box=None, show_edge=False, pad_edge=False)
     table.add_column("PHASE")
@@ -115,24 +117,57 @@ def cmd_up(args: argparse.Namespace) -> int:
     for row in lifecycle.summary_rows(report):
         table.add_row(row["phase"], f"{row['seconds']:.1f}", row["outcome"])
     out.print(table)
+    if report.checks:
+        out.print()
+        print_checks(report.checks)
     out.print(f"cluster {cluster.name} up in {time.monotonic() - started:.0f}s; state dir {state_dir}")
+    topo = topology_mod.build(cluster)
+    out.print(f"API endpoint: https://{topo.endpoint_host}:{topo.endpoint_port}")
+    kubeconfig = state_dir / "kubeconfig"
+    if kubeconfig.exists():
+        out.print(f"kubeconfig:   {kubeconfig}  (export KUBECONFIG={kubeconfig})")
+    for note in progress.notes:
+        out.print(note)
+    for warning in progress.warnings:
+        out.print(f"warning: {warning}")
     if report.not_available:
         out.print(f"not available in this version yet: {', '.join(report.not_available)}")
     return 0
 
 
-def _progress() -> runner.Progress:
-    def show(kind: str, data: dict[str, Any]) -> None:
-        if kind == "playbook_on_task_start":
-            task = data.get("task", "")
-            if task and task != "Gathering Facts":
-                err.print(f"    {task}", markup=False, style="dim")
-        elif kind == "runner_on_failed" and not data.get("ignore_errors"):
-            err.print(f"    ! {data.get('host')}: failed", markup=False, style="red")
-        elif kind == "runner_on_unreachable":
-            err.print(f"    ! {data.get('host')}: unreachable", markup=False, style="red")
+def print_checks(checks: list[verify_mod.Check]) -> None:
+    table = Table(box=None, show_edge=False, pad_edge=False)
+    table.add_column("CHECK")
+    table.add_column("RESULT")
+    table.add_column("DETAIL")
+    for c in checks:
+        table.add_row(c.name, "ok" if c.ok else "FAILED", c.detail)
+    out.print(table)
 
-    return show
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    cluster = load(args.file)
+    checks = lifecycle.verify(cluster, lifecycle.state_dir_for(cluster, args.state_dir),
+                              workloads=not args.no_workloads)
+    print_checks(checks)
+    return 0 if all(c.ok for c in checks) else 1
+
+
+def cmd_kubeconfig(args: argparse.Namespace) -> int:
+    cluster = load(args.file)
+    source = lifecycle.state_dir_for(cluster, args.state_dir) / "kubeconfig"
+    if not source.exists():
+        raise UserError(f"no kubeconfig for {cluster.name} yet ({source}); run `provision up` first")
+    if args.output:
+        target = Path(args.output).expanduser()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.touch(mode=0o600, exist_ok=True)
+        target.chmod(0o600)
+        target.write_bytes(source.read_bytes())
+        say(f"wrote {target} (0600)")
+    else:
+        out.print(str(source))
+    return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -197,7 +232,23 @@ def build_parser() -> argparse.ArgumentParser:
                                    "of the plan. Re-running it finishes what is missing and changes nothing else.")
     _spec_args(p)
     p.add_argument("--only", action="append", metavar="STEP", help="run only this step id (repeatable)")
+    p.add_argument("--skip", action="append", metavar="STEP", help="skip this step id (repeatable)")
     p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("verify", help="check nodes, system pods, DNS and service traffic",
+                       description="Check that every node is Ready, kube-system pods run, CoreDNS resolves "
+                                   "kubernetes.default from a pod, and a 2-replica Deployment spread over 2 nodes "
+                                   "answers through its ClusterIP Service from a pod on another node.")
+    _spec_args(p)
+    p.add_argument("--no-workloads", action="store_true", help="only nodes and system pods (creates nothing)")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("kubeconfig", help="print the admin kubeconfig's path, or write it where asked",
+                       description="Print the path of the cluster's admin kubeconfig (0600, in the state dir), "
+                                   "or copy it to -o PATH.")
+    _spec_args(p)
+    p.add_argument("-o", "--output", metavar="PATH", help="write the kubeconfig here (0600)")
+    p.set_defaults(func=cmd_kubeconfig)
 
     p = sub.add_parser("status", help="show the cluster's nodes and their state",
                        description="Show each node of the cluster and its state as the provider sees it.")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from provision import inventory, paths, runner, ssh, steps, topology
+from provision import verify as verify_mod
 from provision.errors import UserError
 from provision.inventory import Connection, jump_host
 from provision.providers import Provider, for_topology
@@ -31,6 +32,7 @@ class UpReport:
     phases: list[tuple[str, float, str]] = field(default_factory=list)  # (title, seconds, outcome)
     runs: list[runner.RunResult] = field(default_factory=list)
     not_available: list[str] = field(default_factory=list)
+    checks: list[verify_mod.Check] = field(default_factory=list)
 
 
 def state_dir_for(cluster: Cluster, override: str | None = None) -> Path:
@@ -63,8 +65,23 @@ def reach_all(topo: topology.Topology, state_dir: Path, conns: dict[str, Connect
     say(f"SSH reaches all {len(results)} node(s)")
 
 
+def verify(cluster: Cluster, state_dir: Path, workloads: bool = True) -> list[verify_mod.Check]:
+    """Ask the API server whether the cluster works (see provision.verify)."""
+    kubeconfig = state_dir / "kubeconfig"
+    if not kubeconfig.exists():
+        raise UserError(f"no kubeconfig for {cluster.name} ({kubeconfig}); run `provision up` first")
+    topo = topology.build(cluster)
+    schedulable = len(topo.groups["workers"]) or len(topo.groups["control_plane"])
+    try:
+        api = verify_mod.KubeApi(kubeconfig)
+        return verify_mod.run(api, topo.groups["k8s_cluster"], schedulable, workloads)
+    except verify_mod.api_errors() as exc:
+        first = (str(exc).splitlines() or [""])[0][:300]
+        raise UserError(f"cannot verify {cluster.name}: {type(exc).__name__}: {first}") from None
+
+
 def up(cluster: Cluster, state_dir: Path, say: Say, progress: runner.Progress | None = None,
-       only: list[str] | None = None) -> UpReport:
+       only: list[str] | None = None, skip: list[str] | None = None) -> UpReport:
     topo = topology.build(cluster)
     prepare_state(cluster, state_dir)
     provider = for_topology(topo, state_dir)
@@ -74,7 +91,7 @@ def up(cluster: Cluster, state_dir: Path, say: Say, progress: runner.Progress | 
     if only and "machines" not in only:  # the machines exist already: say how to reach them
         inventory.write(inventory.render(topo, provider.connections()), state_dir)
     for i, step in enumerate(plan, 1):
-        if only and step.id not in only:
+        if (only and step.id not in only) or (skip and step.id in skip):
             continue
         t0 = time.monotonic()
         say(f"[{i}/{total}] {step.title}")
@@ -85,10 +102,15 @@ def up(cluster: Cluster, state_dir: Path, say: Say, progress: runner.Progress | 
             inventory.write(files, state_dir)
         elif step.id == "ssh":
             reach_all(topo, state_dir, provider.connections(), say)
+        elif step.id == "verify":
+            report.checks = verify(cluster, state_dir)
+            failed = [c for c in report.checks if not c.ok]
+            outcome = "all checks passed" if not failed else f"{len(failed)} check(s) failed"
+            if failed:
+                report.phases.append((step.title, time.monotonic() - t0, outcome))
+                raise UserError("verify failed: " + "; ".join(f"{c.name}: {c.detail}" for c in failed))
         elif step.playbook is None:
-            outcome = "nothing to run here" if step.id != "verify" else "not available yet"
-            if step.id == "verify":
-                report.not_available.append(step.id)
+            outcome = "nothing to run here"
         elif not (paths.PLAYBOOKS / step.playbook).exists():
             outcome = "not available yet"
             report.not_available.append(step.id)

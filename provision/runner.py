@@ -38,7 +38,7 @@ class RunResult:
     ok: bool
     status: str
     failures: list[HostFailure] = field(default_factory=list)
-    changed: dict[str, int] = field(default_factory=dict)
+    changed: dict[str, int] = field(default_factory=dict)  # changed tasks per host, from Ansible's own stats
     tasks: dict[str, int] = field(default_factory=dict)  # tasks executed per host (ok + changed + failed)
     changed_tasks: list[tuple[str, str]] = field(default_factory=list)  # (host, task)
     failed_hosts: set[str] = field(default_factory=set)
@@ -99,8 +99,7 @@ def run_playbook(state_dir: Path, playbook: str, nodes: int, progress: Progress 
         if kind in ("runner_on_ok", "runner_on_failed", "runner_on_unreachable"):
             result.tasks[host] = result.tasks.get(host, 0) + 1
         if kind == "runner_on_ok" and data.get("res", {}).get("changed"):
-            result.changed[host] = result.changed.get(host, 0) + 1
-            result.changed_tasks.append((host, task))
+            result.changed_tasks.append((host, task))  # no_log results hide `changed`: stats below count all
         if kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
             res = data.get("res", {})
             msg = res.get("msg") or res.get("stderr") or res.get("reason") or "no message"
@@ -110,6 +109,7 @@ def run_playbook(state_dir: Path, playbook: str, nodes: int, progress: Progress 
                                                kind == "runner_on_unreachable"))
         if kind == "playbook_on_stats":
             result.failed_hosts |= set(data.get("failures", {})) | set(data.get("dark", {}))
+            result.changed = {h: int(n) for h, n in (data.get("changed") or {}).items() if n}
         if progress is not None:
             progress(kind, data)
         return True

@@ -103,7 +103,8 @@ def check_contract(topo: topology.Topology) -> dict[str, list[dict[str, Any]]]:
                    and r.get("result") == "certs uploaded"]
         assert uploads and all(u["argv"] == UPLOAD_ARGV for u in uploads)
     tokens = [r for r in cp_calls if r["argv"][:2] == ["token", "create"] and r.get("result") == "token created"]
-    assert tokens and all(t["ttl"] == "2h0m0s" for t in tokens)
+    assert bool(tokens) == bool(joins), "a bootstrap token is made when, and only when, nodes join"
+    assert all(t["ttl"] == "2h0m0s" for t in tokens)
 
     for recs in by_node.values():
         for r in recs:
@@ -158,7 +159,8 @@ def test_up_end_to_end(sample: str, need_nodes: None, artifacts: Path, tmp_path:
     env = {"PROVISION_STATE_DIR": str(tmp_path / "state")}
     state = tmp_path / "state" / cluster.name
     try:
-        up = provision("up", "-f", str(path), env=env)
+        # verify needs a real API server and kubelets: with the doubles it has nothing to ask (tests/test_verify.py)
+        up = provision("up", "-f", str(path), "--skip", "verify", env=env)
         assert up.returncode == 0, up.stderr[-3000:]
         assert "kubeadm init" in up.stderr and f"cluster {cluster.name} up in" in up.stdout
         check_contract(topo)
@@ -167,7 +169,7 @@ def test_up_end_to_end(sample: str, need_nodes: None, artifacts: Path, tmp_path:
         outputs = [up.stdout, up.stderr]
         if sample in ("single-master", "ha"):
             before = {n: len(records(n)) for n in topo.groups["k8s_cluster"]}
-            again = provision("up", "-f", str(path), env=env)
+            again = provision("up", "-f", str(path), "--skip", "verify", env=env)
             assert again.returncode == 0, again.stderr[-3000:]
             outputs += [again.stdout, again.stderr]
             for n in topo.groups["k8s_cluster"]:

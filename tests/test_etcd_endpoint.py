@@ -89,7 +89,7 @@ def test_second_converge_changes_nothing(ha: LiveCluster) -> None:
     for playbook in ("etcd.yml", "endpoint.yml"):
         result = runner.run_playbook(ha.state_dir, playbook, len(ha.topo.nodes))
         assert result.ok, [f.line() for f in result.failures]
-        assert result.changed_tasks == [], result.changed_tasks
+        assert result.changed == {} and result.changed_tasks == [], (result.changed, result.changed_tasks)
 
 
 def test_snapshot_is_valid_for_etcd_tooling(ha: LiveCluster) -> None:

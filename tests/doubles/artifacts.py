@@ -12,6 +12,8 @@ import io
 import tarfile
 from pathlib import Path
 
+from tests.doubles.addons import addon_files
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 STANDIN_SCRIPT = "#!/bin/sh\n# STAND-IN for {name} (tests/doubles/artifacts.py): no real binary can be had here.\necho '{name} stand-in'\n"
@@ -46,6 +48,7 @@ def build(dest: Path, version: str) -> Path:
         "systemd/10-kubeadm.conf": (ROOT / "roles/kube_packages/files/10-kubeadm.conf").read_bytes(),
         "cni/cni-plugins-linux-amd64-v1.8.0.tgz": _cni_tarball(),
     }
+    files.update(addon_files())  # stand-ins of the upstream CNI and dashboard manifests
     for rel, data in files.items():
         path = dest / rel
         path.parent.mkdir(parents=True, exist_ok=True)
