@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command (README "Tests"; CI runs exactly this).
 # On a fresh machine it installs what the tests need: the Python package with its test extras, and, as root,
-# the Docker engine and the node image (see provision/providers/docker_engine.py), then runs every test.
+# Vagrant, the Docker engine and the node image (see provision/providers/docker_engine.py), then runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,10 @@ python3 -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -
 # Real test nodes: the Docker engine (installed and started here when run as root) and the node image,
 # built once and cached by Docker. After this, a missing engine fails the node tests instead of skipping them.
 if [ "$(id -u)" = 0 ]; then
+  if ! command -v vagrant >/dev/null; then  # Vagrant's docker provider is tested for real
+    apt-get -o DPkg::Lock::Timeout=600 update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q vagrant vagrant-libvirt >/dev/null
+  fi
   provision image build --install-engine
 else
   provision image build
