@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python3 -m pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v 'Running pip as the' || true
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[test]'
 
 # Real test nodes: the Docker engine (installed and started here when run as root) and the node image,
 # built once and cached by Docker. After this, a missing engine fails the node tests instead of skipping them.
