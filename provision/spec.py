@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import ipaddress
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -27,9 +28,13 @@ LEGACY_CNIS = ("weave",)
 NODE_ROLES = ("control-plane", "worker", "etcd", "loadbalancer")
 
 # RFC 1123 label: what a hostname, a Kubernetes node name and a Docker container name all accept.
-DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-HOSTNAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
-VERSION = re.compile(r"^v?(\d+)\.(\d+)(\.(\d+))?$")
+# Anchored with \Z, not $ (which also matches before a trailing newline); [0-9], not \d (any Unicode digit).
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
+HOSTNAME = re.compile(r"^(?=.{1,253}\Z)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\Z")
+VERSION = re.compile(r"^v?([0-9]+)\.([0-9]+)(\.([0-9]+))?\Z")
+PATCH_VERSION = re.compile(r"^v?[0-9]+\.[0-9]+\.[0-9]+\Z")
+POSIX_USER = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\Z")
+TEMPLATE_MARK = re.compile(r"\{[{%#]")
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,24 @@ class Problem:
     def render(self, source: str = "") -> str:
         where = f"{source}:{self.line}: " if source and self.line else (f"{source}: " if source else "")
         fix = f"; {self.fix}" if self.fix else ""
-        return f"{where}{self.field}: {self.message}{fix}"
+        return printable(f"{where}{self.field}: {self.message}{fix}")
+
+
+def printable(text: str) -> str:
+    """One terminal-safe line: newlines, escape sequences and other invisible characters written as escapes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """A value from the spec as a message shows it: repr, shortened; containers by their type only."""
+    if isinstance(value, (dict, list, tuple, set)):
+        return type(value).__name__
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"a {value.bit_length()}-bit number"  # repr() of a huge int is slow, or refused outright
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 5]}...{text[-2:]}"
 
 
 class SpecError(Exception):
@@ -223,31 +245,81 @@ def apply_preset(raw: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- reading the file
 
 
-def _line_index(text: str) -> dict[tuple[str | int, ...], int]:
-    """Map each key path of the YAML document to its 1-based line."""
-    index: dict[tuple[str | int, ...], int] = {}
+Loc = tuple[str | int, ...]
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a value it cannot build (a date like 2024-13-01, an integer of
+    thousands of digits) is a YAML error with its line instead of a stray ValueError."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, TypeError, OverflowError) as exc:
+            what = str(exc).split(";")[0].strip()
+            raise yaml.constructor.ConstructorError(None, None, f"cannot read this value ({what})",
+                                                    node.start_mark) from None
+
+
+def _scan(text: str) -> tuple[dict[Loc, int], list[tuple[Loc, int]]]:
+    """Map each key path of the YAML document to its 1-based line; list keys written twice in one mapping."""
+    index: dict[Loc, int] = {}
+    twice: list[tuple[Loc, int]] = []
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return index
-
-    def walk(node: yaml.Node, path: tuple[str | int, ...]) -> None:
+    except (yaml.YAMLError, RecursionError):
+        return index, twice
+    todo: list[tuple[yaml.Node, Loc]] = [(root, ())] if root is not None else []
+    walked: set[int] = set()  # an alias shares its anchor's node: walk it once (no endless or exponential walk)
+    while todo:
+        node, path = todo.pop()
         index.setdefault(path, node.start_mark.line + 1)
+        if id(node) in walked:
+            continue
+        walked.add(id(node))
         if isinstance(node, yaml.MappingNode):
+            keys: set[tuple[str, str]] = set()
+            children: list[tuple[yaml.Node, Loc]] = []
             for key, value in node.value:
+                if not isinstance(key, yaml.ScalarNode):
+                    continue  # a list or mapping as a key: the loader has refused the document already
                 sub = (*path, key.value)
+                if (key.tag, key.value) in keys and key.tag != "tag:yaml.org,2002:merge":
+                    twice.append((sub, key.start_mark.line + 1))
+                keys.add((key.tag, key.value))
                 index[sub] = key.start_mark.line + 1
-                walk(value, sub)
+                children.append((value, sub))
+            todo.extend(reversed(children))
         elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                walk(item, (*path, i))
-
-    if root is not None:
-        walk(root, ())
-    return index
+            todo.extend(reversed([(item, (*path, i)) for i, item in enumerate(node.value)]))
+    return index, twice
 
 
-def _line_for(index: dict[tuple[str | int, ...], int], loc: tuple[str | int, ...]) -> int | None:
+def _line_index(text: str) -> dict[Loc, int]:
+    """Map each key path of the YAML document to its 1-based line."""
+    return _scan(text)[0]
+
+
+def _odd_key(raw: Any) -> tuple[Loc, Any] | None:
+    """The first mapping key anywhere in the document that is not text (YAML allows 1:, null:, true:)."""
+    todo: list[tuple[Any, Loc]] = [(raw, ())]
+    walked: set[int] = set()
+    while todo:
+        node, path = todo.pop()
+        if id(node) in walked:
+            continue
+        walked.add(id(node))
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if not isinstance(key, str):
+                    return path, key
+                todo.append((value, (*path, key)))
+        elif isinstance(node, list):
+            todo.extend((item, (*path, i)) for i, item in enumerate(node))
+    return None
+
+
+def _line_for(index: dict[Loc, int], loc: tuple[str | int, ...]) -> int | None:
     for n in range(len(loc), -1, -1):
         if loc[:n] in index:
             return index[loc[:n]]
@@ -260,8 +332,11 @@ def field_name(loc: tuple[str | int, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            out += ("." if out else "") + (part if _PLAIN_KEY.match(part) else shown(part))
     return out or "(document)"
+
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_-]+\Z")
 
 
 def _allowed_keys(model: type[BaseModel]) -> str:
@@ -304,7 +379,7 @@ _TYPE_WORDS = {
 }
 
 
-def _translate(err: Any, index: dict[tuple[str | int, ...], int]) -> Problem:
+def _translate(err: Any, index: dict[Loc, int]) -> Problem:
     loc = tuple(err["loc"])
     kind = err["type"]
     field = field_name(loc)
@@ -318,40 +393,54 @@ def _translate(err: Any, index: dict[tuple[str | int, ...], int]) -> Problem:
         return Problem(field, "required but missing", f"add '{loc[-1]}:' (see `provision init` for an example)", line)
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
-        return Problem(field, f"{value!r} is not allowed", f"use one of: {expected}", line)
+        return Problem(field, f"{shown(value)} is not allowed", f"use one of: {expected}", line)
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
-        return Problem(field, f"{value!r} is out of range ({err['msg'].lower()})", "change the number", line)
+        return Problem(field, f"{shown(value)} is out of range ({err['msg'].lower()})", "change the number", line)
     if kind == "too_short":
         return Problem(field, "must not be empty", "list at least one entry", line)
     if kind in _TYPE_WORDS:
         what, fix = _TYPE_WORDS[kind]
-        shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
         if kind == "string_type" and isinstance(value, float) and loc[-1] == "version":
             fix = f'quote it: "{value}" (YAML reads an unquoted 1.30 as the number 1.3)'
-        return Problem(field, f"{what}, got {shown}", fix, line)
-    return Problem(field, err["msg"], "", line)
+        return Problem(field, f"{what}, got {shown(value)}", fix, line)
+    return Problem(field, err["msg"], "see `provision init` for a valid example", line)
 
 
 def parse_yaml(text: str, source: str) -> dict[str, Any]:
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_Loader)  # a SafeLoader
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         what = (exc.problem or "malformed YAML").strip()
         raise SpecError([Problem("(document)", f"malformed YAML: {what}", "fix the syntax on that line", line)],
                         source) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise SpecError([Problem("(document)", f"malformed YAML: the character U+{code:04X} is not allowed",
+                                 "remove it, or write it as an escape inside double quotes", line)],
+                        source) from None
     except yaml.YAMLError as exc:
-        raise SpecError([Problem("(document)", f"malformed YAML: {exc}", "fix the syntax")], source) from None
+        what = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
+        raise SpecError([Problem("(document)", f"malformed YAML: {what}", "fix the syntax")], source) from None
+    except RecursionError:
+        raise SpecError([Problem("(document)", "nested too deeply to read",
+                                 "a spec is a few levels deep: remove the extra brackets or indentation")],
+                        source) from None
     if raw is None:
         raise SpecError([Problem("(document)", "the file is empty", "run `provision init` for a starting spec")],
                         source)
     if not isinstance(raw, dict):
         raise SpecError([Problem("(document)", f"expected a mapping at the top, got {type(raw).__name__}",
                                  "start with 'apiVersion: provision.dev/v1alpha1' and 'kind: Cluster'", 1)], source)
-    bad_keys = [k for k in raw if not isinstance(k, str)]
-    if bad_keys:
-        raise SpecError([Problem(str(bad_keys[0]), "keys must be text", "quote the key")], source)
+    odd = _odd_key(raw)
+    if odd is not None:
+        path, key = odd
+        where = field_name(path)
+        field = f"{where}.{shown(key)}" if path else shown(key)
+        raise SpecError([Problem(field, "keys must be text", "quote the key",
+                                 _line_for(_line_index(text), (*path, str(key))))], source)
     return raw
 
 
@@ -361,18 +450,21 @@ def load_spec(path: str | Path) -> Cluster:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SpecError([Problem("(file)", f"{source} does not exist",
-                                 "pass the spec with -f, or create one with `provision init`")]) from None
+        raise SpecError([Problem("(file)", "does not exist",
+                                 "pass the spec with -f, or create one with `provision init`")], source) from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise SpecError([Problem("(file)", f"cannot read {source}: {reason}",
-                                 "check the path and its permissions")]) from None
+        fix = "save it as UTF-8 text" if isinstance(exc, UnicodeDecodeError) else "check the path and its permissions"
+        raise SpecError([Problem("(file)", f"cannot read it: {reason}", fix)], source) from None
     return load_text(text, source, base_dir=path.parent)
 
 
 def load_text(text: str, source: str = "<spec>", base_dir: Path | None = None) -> Cluster:
     raw = parse_yaml(text, source)
-    index = _line_index(text)
+    index, twice = _scan(text)
+    if twice:
+        raise SpecError([Problem(field_name(loc), "written twice in one mapping (YAML would keep only the last)",
+                                 "keep one of them", line) for loc, line in twice], source)
     merged = apply_preset(raw)
     try:
         spec = ClusterSpec.model_validate(merged)
@@ -410,7 +502,7 @@ def _network(value: str, field: str, problems: list[Problem]) -> ipaddress.IPv4N
     try:
         net = ipaddress.ip_network(value, strict=True)
     except ValueError:
-        problems.append(Problem(field, f"{value!r} is not a network in CIDR form",
+        problems.append(Problem(field, f"{shown(value)} is not a network in CIDR form",
                                 "write it like 10.244.0.0/16 (host bits zero)"))
         return None
     if not isinstance(net, ipaddress.IPv4Network):
@@ -420,11 +512,19 @@ def _network(value: str, field: str, problems: list[Problem]) -> ipaddress.IPv4N
 
 
 def _is_address(value: str) -> bool:
+    """An IP address of one machine, or a host name."""
     try:
-        ipaddress.ip_address(value)
-        return True
+        ip = ipaddress.ip_address(value)
     except ValueError:
         return bool(HOSTNAME.match(value)) and not value.replace(".", "").isdigit()
+    if "%" in value:
+        return False  # an IPv6 scope (fe80::1%eth0) may hold any text, spaces and '$(...)' included
+    return not (ip.is_unspecified or ip.is_multicast or value == "255.255.255.255")
+
+
+def default_node_cidr(name: str) -> str:
+    """A /24 per cluster name, so two local clusters do not collide: 10.250.X.0/24."""
+    return f"10.250.{zlib.crc32(name.encode()) % 250}.0/24"
 
 
 def role_counts(spec: ClusterSpec) -> dict[str, int]:
@@ -440,20 +540,34 @@ def check(spec: ClusterSpec) -> list[Problem]:
     add = p.append
 
     if not DNS_LABEL.match(spec.name) or len(spec.name) > 40:
-        add(Problem("name", f"{spec.name!r} is not a valid cluster name",
+        add(Problem("name", f"{shown(spec.name)} is not a valid cluster name",
                     "use lowercase letters, digits and '-', at most 40 characters, e.g. 'demo'"))
 
     m = VERSION.match(spec.kubernetes.version)
     if not m:
-        add(Problem("kubernetes.version", f"{spec.kubernetes.version!r} is not a version",
+        add(Problem("kubernetes.version", f"{shown(spec.kubernetes.version)} is not a version",
                     f"write a minor such as \"{versions.DEFAULT_KUBERNETES_MINOR}\" or a patch such as "
                     f"\"{versions.DEFAULT_KUBERNETES_VERSION}\""))
     elif f"{m.group(1)}.{m.group(2)}" not in versions.SUPPORTED_MINORS:
         add(Problem("kubernetes.version", f"{spec.kubernetes.version} is not supported",
                     f"use one of {', '.join(versions.SUPPORTED_MINORS)}"))
 
-    if spec.etcd.version is not None and not re.match(r"^v?\d+\.\d+\.\d+$", spec.etcd.version):
-        add(Problem("etcd.version", f"{spec.etcd.version!r} is not a version", "write it like \"3.6.5\""))
+    if spec.etcd.version is not None and not PATCH_VERSION.match(spec.etcd.version):
+        add(Problem("etcd.version", f"{shown(spec.etcd.version)} is not a version", "write it like \"3.6.5\""))
+    runtime_version = spec.container_runtime.version
+    if runtime_version is not None and not PATCH_VERSION.match(runtime_version):
+        add(Problem("containerRuntime.version", f"{shown(runtime_version)} is not a version",
+                    "write it like \"2.1.4\""))
+
+    # Paths and names passed on as they are: Ansible would evaluate '{{ ... }}' in its inventory.
+    bastion = spec.provider.static.bastion if spec.provider.static else None
+    for field, value in (("artifacts.dir", spec.artifacts.dir),
+                         ("provider.vagrant.box", spec.provider.vagrant.box if spec.provider.vagrant else None),
+                         ("provider.static.bastion.key", bastion.key if bastion else None),
+                         *((f"hosts[{i}].key", h.key) for i, h in enumerate(spec.hosts or []))):
+        if value is not None and (not value.strip() or not value.isprintable() or TEMPLATE_MARK.search(value)):
+            add(Problem(field, f"{shown(value)} is empty, or holds control characters or template markers",
+                        "write a plain path or name, without '{{', '{%', '{#' or control characters"))
 
     provider = spec.provider.type
     before = len(p)
@@ -478,19 +592,27 @@ def check(spec: ClusterSpec) -> list[Problem]:
     if len(p) > before:
         return p  # without a machine list that fits the provider, role counts would only mislead
 
+    if bastion is not None:
+        if not _is_address(bastion.address):
+            add(Problem("provider.static.bastion.address", f"{shown(bastion.address)} is not an IP address or "
+                        "host name", "write an address such as 192.0.2.1 or a DNS name"))
+        if not POSIX_USER.match(bastion.user):
+            add(Problem("provider.static.bastion.user", f"{shown(bastion.user)} is not a valid user name",
+                        "use a POSIX user name such as 'debian'"))
+
     # names and addresses of static hosts
     if spec.hosts:
         names: dict[str, int] = {}
         addrs: dict[str, int] = {}
         for i, h in enumerate(spec.hosts):
             if not DNS_LABEL.match(h.name):
-                add(Problem(f"hosts[{i}].name", f"{h.name!r} is not a valid node name",
+                add(Problem(f"hosts[{i}].name", f"{shown(h.name)} is not a valid node name",
                             "use lowercase letters, digits and '-' (at most 63), e.g. 'cp1'"))
             if not _is_address(h.address):
-                add(Problem(f"hosts[{i}].address", f"{h.address!r} is not an IP address or host name",
+                add(Problem(f"hosts[{i}].address", f"{shown(h.address)} is not an IP address or host name",
                             "write an address such as 192.0.2.10 or a DNS name"))
             if h.name in names:
-                add(Problem(f"hosts[{i}].name", f"duplicate name {h.name!r} (also hosts[{names[h.name]}])",
+                add(Problem(f"hosts[{i}].name", f"duplicate name {shown(h.name)} (also hosts[{names[h.name]}])",
                             "give every host its own name"))
             names.setdefault(h.name, i)
             key = f"{h.address}:{h.port}"
@@ -500,8 +622,8 @@ def check(spec: ClusterSpec) -> list[Problem]:
             addrs.setdefault(key, i)
             if len(set(h.roles)) != len(h.roles):
                 add(Problem(f"hosts[{i}].roles", "a role is listed twice", "list each role once"))
-            if not re.match(r"^[a-z_][a-z0-9_.-]{0,31}$", h.user):
-                add(Problem(f"hosts[{i}].user", f"{h.user!r} is not a valid user name",
+            if not POSIX_USER.match(h.user):
+                add(Problem(f"hosts[{i}].user", f"{shown(h.user)} is not a valid user name",
                             "use a POSIX user name such as 'debian'"))
 
     counts = role_counts(spec)
@@ -574,7 +696,7 @@ def check(spec: ClusterSpec) -> list[Problem]:
         add(Problem("endpoint.address", "an external endpoint needs its address",
                     "set endpoint.address to the load balancer's IP or DNS name"))
     if ep.address is not None and not _is_address(ep.address):
-        add(Problem("endpoint.address", f"{ep.address!r} is not an IP address or host name",
+        add(Problem("endpoint.address", f"{shown(ep.address)} is not an IP address or host name",
                     "write an address such as 192.0.2.100"))
     if ep.type == "vip":
         if lbs == 0:
@@ -620,14 +742,23 @@ def check(spec: ClusterSpec) -> list[Problem]:
         add(Problem("networking.podCIDR", f"{pod} leaves no room for per-node /24 pod ranges",
                     "use /22 or larger, e.g. 10.244.0.0/16"))
     node_net = nets.get("networking.nodeCIDR")
-    if node_net is not None and provider != "static":
-        need = 100 + workers
-        if node_net.num_addresses - 2 < need:
-            add(Problem("networking.nodeCIDR", f"{node_net} has room for {node_net.num_addresses - 2} addresses, "
-                        f"{need} are laid out", "use a larger network, e.g. a /24 or /16"))
-        if cps > 70 or etcds > 9 or lbs > 9:
-            add(Problem(nodes_field, "too many nodes of one role for the address plan",
-                        "at most 9 etcd, 9 load balancers and 70 control planes"))
+    if provider != "static" and spec.networking.node_cidr is None and DNS_LABEL.match(spec.name):
+        # the machines get this cluster's default /24: it must hold them and stay clear of the other ranges
+        node_net = ipaddress.IPv4Network(default_node_cidr(spec.name))
+        for field, net in nets.items():
+            if net.overlaps(node_net):
+                add(Problem(field, f"{net} overlaps this cluster's default node network {node_net}",
+                            "pick another range, or set networking.nodeCIDR to one that does not overlap"))
+        if 100 + workers > node_net.num_addresses - 2:
+            add(Problem("nodes.workers", f"{workers} workers do not fit the default node network {node_net} "
+                        f"(at most {node_net.num_addresses - 102})",
+                        "set networking.nodeCIDR to a larger network, e.g. a /16"))
+    elif node_net is not None and provider != "static" and node_net.num_addresses - 2 < 100 + workers:
+        add(Problem("networking.nodeCIDR", f"{node_net} has room for {node_net.num_addresses - 2} addresses, "
+                    f"{100 + workers} are laid out", "use a larger network, e.g. a /24 or /16"))
+    if node_net is not None and provider != "static" and (cps > 70 or etcds > 9 or lbs > 9):
+        add(Problem(nodes_field, "too many nodes of one role for the address plan",
+                    "at most 9 etcd, 9 load balancers and 70 control planes"))
     if spec.hosts:
         for i, h in enumerate(spec.hosts):
             try:
@@ -642,7 +773,7 @@ def check(spec: ClusterSpec) -> list[Problem]:
     # add-ons and artifacts
     cni = spec.networking.cni
     if cni not in CNIS:
-        add(Problem("networking.cni", f"{cni!r} is not a known CNI", f"use one of: {', '.join(CNIS)}"))
+        add(Problem("networking.cni", f"{shown(cni)} is not a known CNI", f"use one of: {', '.join(CNIS)}"))
     elif cni in LEGACY_CNIS and not spec.networking.allow_legacy_cni:
         add(Problem("networking.cni", "weave is legacy: Weaveworks shut down and only the community fork "
                     "(rajch/weave) is maintained", "set networking.allowLegacyCNI: true to use it anyway, "

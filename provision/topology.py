@@ -9,10 +9,9 @@ playbook targets: `etcd`, `control_plane`, `first_control_plane` (runs `kubeadm 
 from __future__ import annotations
 
 import ipaddress
-import zlib
 from dataclasses import dataclass, field
 
-from provision.spec import Cluster
+from provision.spec import Cluster, default_node_cidr
 
 # Address plan inside the node network (offsets from the network address), stable when nodes are added:
 # adding a worker never renumbers a control plane.
@@ -61,11 +60,6 @@ class Topology:
         if spec.endpoint.type == "local-proxy" and ("control-plane" in n.roles or "worker" in n.roles):
             out.append("api-proxy")
         return out
-
-
-def default_node_cidr(name: str) -> str:
-    """A /24 per cluster name, so two local clusters do not collide: 10.250.X.0/24."""
-    return f"10.250.{zlib.crc32(name.encode()) % 250}.0/24"
 
 
 def build(cluster: Cluster) -> Topology:
