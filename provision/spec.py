@@ -522,9 +522,18 @@ def _is_address(value: str) -> bool:
     return not (ip.is_unspecified or ip.is_multicast or value == "255.255.255.255")
 
 
-def default_node_cidr(name: str) -> str:
-    """A /24 per cluster name, so two local clusters do not collide: 10.250.X.0/24."""
+def default_node_cidr(name: str, vagrant_backend: str | None = None) -> str:
+    """A /24 per cluster name, so two local clusters do not collide: 10.250.X.0/24. VirtualBox (6.1.28+) accepts
+    host-only networks only inside 192.168.56.0/21 by default, so its clusters get one of those eight /24s."""
+    if vagrant_backend == "virtualbox":
+        return f"192.168.{56 + zlib.crc32(name.encode()) % 8}.0/24"
     return f"10.250.{zlib.crc32(name.encode()) % 250}.0/24"
+
+
+def vagrant_backend(spec: ClusterSpec) -> str | None:
+    if spec.provider.type != "vagrant":
+        return None
+    return spec.provider.vagrant.backend if spec.provider.vagrant else "libvirt"
 
 
 def role_counts(spec: ClusterSpec) -> dict[str, int]:
@@ -744,7 +753,7 @@ def check(spec: ClusterSpec) -> list[Problem]:
     node_net = nets.get("networking.nodeCIDR")
     if provider != "static" and spec.networking.node_cidr is None and DNS_LABEL.match(spec.name):
         # the machines get this cluster's default /24: it must hold them and stay clear of the other ranges
-        node_net = ipaddress.IPv4Network(default_node_cidr(spec.name))
+        node_net = ipaddress.IPv4Network(default_node_cidr(spec.name, vagrant_backend(spec)))
         for field, net in nets.items():
             if net.overlaps(node_net):
                 add(Problem(field, f"{net} overlaps this cluster's default node network {node_net}",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from provision.spec import Cluster, default_node_cidr
+from provision.spec import Cluster, default_node_cidr, vagrant_backend
 
 # Address plan inside the node network (offsets from the network address), stable when nodes are added:
 # adding a worker never renumbers a control plane.
@@ -74,7 +74,7 @@ def build(cluster: Cluster) -> Topology:
     else:
         counts = spec.nodes
         assert counts is not None
-        node_cidr = spec.networking.node_cidr or default_node_cidr(spec.name)
+        node_cidr = spec.networking.node_cidr or default_node_cidr(spec.name, vagrant_backend(spec))
         net = ipaddress.IPv4Network(node_cidr)
         gateway = str(net.network_address + GATEWAY_OFFSET)
         per_role = {"loadbalancer": counts.load_balancers, "etcd": counts.etcd,

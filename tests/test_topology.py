@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import shutil
@@ -142,3 +143,11 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
         with pytest.raises(SystemExit):
             main([verb, "--help"])
         assert "usage: provision " + verb in capsys.readouterr().out
+
+
+def test_virtualbox_clusters_get_a_host_only_range() -> None:
+    text = (SAMPLES / "single-master.yaml").read_text().replace(
+        "  type: docker ", "  type: vagrant\n  vagrant: {backend: virtualbox}\n  # ")
+    t = topology.build(spec.load_text(text))
+    assert t.node_cidr is not None and ipaddress.IPv4Network(t.node_cidr).subnet_of(
+        ipaddress.IPv4Network("192.168.56.0/21"))
