@@ -24,7 +24,8 @@ from provision.providers import docker_engine
 ROOT = Path(__file__).resolve().parent.parent
 ROLES = ROOT / "roles"
 PLAYBOOKS = ROOT / "playbooks"
-MOLECULE_ROLES = ["os_prep", "containerd", "kube_packages", "etcd", "kube_etcd_client", "haproxy", "keepalived"]
+MOLECULE_ROLES = ["os_prep", "containerd", "kube_packages", "etcd", "kube_etcd_client", "haproxy", "keepalived",
+                  "kubeadm_init"]
 
 
 # ---------------------------------------------------------------- role variables, resolved like Ansible would
