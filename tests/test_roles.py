@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ROLES = ROOT / "roles"
 PLAYBOOKS = ROOT / "playbooks"
 MOLECULE_ROLES = ["os_prep", "containerd", "kube_packages", "etcd", "kube_etcd_client", "haproxy", "keepalived",
-                  "kubeadm_init"]
+                  "kubeadm_init", "kubeadm_join"]
 
 
 # ---------------------------------------------------------------- role variables, resolved like Ansible would
