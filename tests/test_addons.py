@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,6 @@ import pytest
 import yaml
 
 from provision import versions
-from provision.providers import docker_engine
-from tests.conftest import nodes_available
 from tests.doubles.addons import addon_files
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -240,26 +237,3 @@ def test_every_task_file_syntax(tmp_path: Path) -> None:
 
 # --- molecule -----------------------------------------------------------------------------------------------------
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-@pytest.mark.nodes
-@pytest.mark.slow
-@pytest.mark.parametrize("role", ["cni", "dashboard"])
-def test_molecule(role: str) -> None:
-    why = nodes_available()  # Docker, its engine and exactly the node image the scenarios get
-    if why:
-        if os.environ.get("PROVISION_REQUIRE_NODES"):
-            pytest.fail(f"real nodes are required here but {why}")
-        pytest.skip(why)
-    # Debian's docker client first (a newer CLI elsewhere in PATH may not talk to this engine), and exactly the
-    # node image checked above (the scenarios default to its stable alias).
-    env = {**os.environ, "PATH": "/usr/bin:" + os.environ.get("PATH", ""), "ANSIBLE_NOCOLOR": "1",
-           "PY_COLORS": "0", "ANSIBLE_FORCE_COLOR": "0", "NO_COLOR": "1",
-           "PROVISION_NODE_IMAGE": docker_engine.NODE_IMAGE}
-    proc = subprocess.run([sys.executable, "-m", "molecule", "test"], cwd=ROLES / role, env=env,
-                          capture_output=True, text=True, timeout=1200, check=False)
-    if proc.returncode != 0:
-        tail = "\n".join(ANSI.sub("", proc.stdout + proc.stderr).splitlines()[-120:])
-        print(tail)
-        pytest.fail(f"molecule test of roles/{role} failed (exit {proc.returncode}); the output's tail is above")

@@ -24,8 +24,8 @@ from provision.providers import docker_engine
 ROOT = Path(__file__).resolve().parent.parent
 ROLES = ROOT / "roles"
 PLAYBOOKS = ROOT / "playbooks"
-MOLECULE_ROLES = ["os_prep", "containerd", "kube_packages", "etcd", "kube_etcd_client", "haproxy", "keepalived",
-                  "kubeadm_init", "kubeadm_join"]
+# Every role has a molecule scenario; each one runs here (a role without one fails test_every_role_has_molecule).
+MOLECULE_ROLES = sorted(p.parent.parent.parent.name for p in ROLES.glob("*/molecule/default/molecule.yml"))
 
 
 # ---------------------------------------------------------------- role variables, resolved like Ansible would
@@ -236,3 +236,8 @@ def test_molecule(role: str) -> None:
         tail = "\n".join(ANSI.sub("", proc.stdout + proc.stderr).splitlines()[-120:])
         print(tail)
         pytest.fail(f"molecule test of {role} failed (exit {proc.returncode}); the output's tail is above")
+
+
+def test_every_role_has_molecule() -> None:
+    roles = sorted(p.name for p in ROLES.iterdir() if (p / "tasks" / "main.yml").exists())
+    assert roles == MOLECULE_ROLES
