@@ -86,10 +86,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for group, members in topo.groups.items():
         out.print(f"  {group}: {', '.join(members) if members else '-'}")
     out.print()
-    out.print("[bold]steps of `provision up`[/]")
+    out.print("[bold]steps of `provision up`[/] (pick with --only/--skip STEP)")
     for i, step in enumerate(steps_mod.steps_for(topo), 1):
         detail = f" — {step.detail}" if step.detail else ""
-        out.print(f"  {i:>2}. {step.title} [dim]\\[{step.hosts}][/]{detail}")
+        out.print(f"  {i:>2}. {step.title} [dim]\\[{step.hosts}][/]{detail}  [dim](step {step.id})[/]")
     if args.render_to:
         out.print()
         out.print(f"rendered the inventory into {args.render_to}")
