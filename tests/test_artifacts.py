@@ -97,9 +97,9 @@ def add_image(web: FakeWeb, ref: str, arch: str = "amd64", payload: bytes = b"la
     return {"manifest": f"sha256:{sha(manifest)}", "config": f"sha256:{sha(config)}", "layer": f"sha256:{sha(layer)}"}
 
 
-def _tar_bytes(files: dict[str, bytes]) -> bytes:
+def _tar_bytes(files: dict[str, bytes], mode: str = "w") -> bytes:
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
+    with tarfile.open(fileobj=buf, mode=mode) as tar:
         for name, data in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -109,14 +109,7 @@ def _tar_bytes(files: dict[str, bytes]) -> bytes:
 
 
 def _tgz_bytes(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o755
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
+    return _tar_bytes(files, "w:gz")
 
 
 # ---------------------------------------------------------------- the plan
