@@ -9,6 +9,7 @@ playbook targets: `etcd`, `control_plane`, `first_control_plane` (runs `kubeadm 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from provision.spec import Cluster, default_node_cidr, vagrant_backend
@@ -62,7 +63,10 @@ class Topology:
         return out
 
 
-def build(cluster: Cluster) -> Topology:
+def build(cluster: Cluster, init_node: str | None = None, exclude: Collection[str] = ()) -> Topology:
+    """The spec's nodes and groups. `init_node` (from the state) is the control plane that holds the cluster's
+    credentials: it stays `first_control_plane` whatever the spec's order. `exclude` leaves nodes out (the
+    inventory `remove-node` renders once a node is gone)."""
     spec = cluster.spec
     nodes: list[Node] = []
     node_cidr: str | None = None
@@ -84,6 +88,8 @@ def build(cluster: Cluster) -> Topology:
                 address = str(net.network_address + ROLE_OFFSETS[role] + i)
                 nodes.append(Node(f"{spec.name}-{NAME_PREFIX[role]}{i + 1}", address, (role,)))
 
+    nodes = [n for n in nodes if n.name not in exclude]
+
     def having(role: str) -> list[str]:
         return [n.name for n in nodes if role in n.roles]
 
@@ -94,7 +100,7 @@ def build(cluster: Cluster) -> Topology:
         "etcd": having("etcd") if external else list(control_plane),
         "external_etcd": having("etcd") if external else [],
         "control_plane": control_plane,
-        "first_control_plane": control_plane[:1],
+        "first_control_plane": [init_node] if init_node in control_plane else control_plane[:1],
         "workers": workers,
         "loadbalancer": having("loadbalancer"),
         "k8s_cluster": control_plane + [w for w in workers if w not in control_plane],
@@ -103,7 +109,8 @@ def build(cluster: Cluster) -> Topology:
 
     ep = spec.endpoint
     if ep.type == "none":
-        host = nodes[[n.name for n in nodes].index(control_plane[0])].address if control_plane else ""
+        first = groups["first_control_plane"]
+        host = nodes[[n.name for n in nodes].index(first[0])].address if first else ""
     elif ep.type == "vip":
         if ep.address:
             host = ep.address
