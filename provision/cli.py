@@ -278,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         artifacts.register(sub)
+    from provision import etcd_ops
+
+    etcd_ops.register(sub)
     return parser
 
 
