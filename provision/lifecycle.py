@@ -6,7 +6,6 @@ changed, and every role is idempotent.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -15,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from provision import inventory, paths, runner, ssh, steps, topology
+from provision import inventory, paths, runner, ssh, state, steps, topology, versions
 from provision import verify as verify_mod
 from provision.errors import UserError
 from provision.inventory import Connection, jump_host
@@ -36,7 +35,8 @@ class UpReport:
 
 
 def state_dir_for(cluster: Cluster, override: str | None = None) -> Path:
-    return Path(override).expanduser() if override else paths.state_dir(cluster.name)
+    # absolute: ansible-runner resolves relative paths from its own private dir, not from here
+    return (Path(override).expanduser() if override else paths.state_dir(cluster.name)).resolve()
 
 
 def prepare_state(cluster: Cluster, state_dir: Path) -> None:
@@ -47,8 +47,22 @@ def prepare_state(cluster: Cluster, state_dir: Path) -> None:
     if text is not None:
         snapshot.write_text(text)
         os.chmod(snapshot, 0o600)
-    meta = {"name": cluster.name, "provider": cluster.spec.provider.type, "source": str(Path(cluster.source))}
-    (state_dir / "state.json").write_text(json.dumps(meta, indent=2) + "\n")
+    st = state.load(state_dir)
+    st.name, st.provider, st.source = cluster.name, cluster.spec.provider.type, str(Path(cluster.source))
+    state.save(state_dir, st)
+
+
+def check_version(cluster: Cluster, st: state.ClusterState) -> None:
+    """The spec and the running cluster agree on the version: `provision upgrade` is the only way to move it."""
+    running = st.kubernetes_version
+    wanted = cluster.kubernetes_version
+    if running is None or running == wanted:
+        return
+    if versions.version_key(wanted) > versions.version_key(running):
+        raise UserError(f"the spec asks for Kubernetes {wanted} but {cluster.name} runs {running}: "
+                        f"run `provision upgrade --to {wanted}` (one minor version at a time)")
+    raise UserError(f"{cluster.name} runs Kubernetes {running} but the spec says {wanted}: set "
+                    f"kubernetes.version: \"{running}\" in the spec (provision never downgrades)")
 
 
 def reach_all(topo: topology.Topology, state_dir: Path, conns: dict[str, Connection], say: Say,
@@ -82,17 +96,26 @@ def verify(cluster: Cluster, state_dir: Path, workloads: bool = True) -> list[ve
 
 def up(cluster: Cluster, state_dir: Path, say: Say, progress: runner.Progress | None = None,
        only: list[str] | None = None, skip: list[str] | None = None) -> UpReport:
-    topo = topology.build(cluster)
+    st = state.load(state_dir)
+    check_version(cluster, st)
+    topo = topology.build(cluster, st.init_node)
     prepare_state(cluster, state_dir)
     provider = for_topology(topo, state_dir)
     report = UpReport(cluster.name, state_dir)
     plan = steps.steps_for(topo)
+    kubeadm_steps = [s.id for s in plan if s.id in ("init", "join-control-planes", "join-workers")]
     total = len(plan)
     if only and "machines" not in only:  # the machines exist already: say how to reach them
         inventory.write(inventory.render(topo, provider.connections()), state_dir)
-    for i, step in enumerate(plan, 1):
-        if (only and step.id not in only) or (skip and step.id in skip):
+    chosen = [(i, step) for i, step in enumerate(plan, 1)
+              if not ((only and step.id not in only) or (skip and step.id in skip))]
+    batch: list[tuple[int, steps.Step]] = []  # consecutive Ansible steps: run together, in one ansible-playbook
+    for i, step in chosen:
+        if step.id not in ("machines", "ssh", "verify"):
+            batch.append((i, step))
             continue
+        _run_batch(batch, topo, state_dir, report, total, say, progress, kubeadm_steps)
+        batch = []
         t0 = time.monotonic()
         say(f"[{i}/{total}] {step.title}")
         outcome = "done"
@@ -102,31 +125,99 @@ def up(cluster: Cluster, state_dir: Path, say: Say, progress: runner.Progress | 
             inventory.write(files, state_dir)
         elif step.id == "ssh":
             reach_all(topo, state_dir, provider.connections(), say)
-        elif step.id == "verify":
+        else:
             report.checks = verify(cluster, state_dir)
             failed = [c for c in report.checks if not c.ok]
             outcome = "all checks passed" if not failed else f"{len(failed)} check(s) failed"
             if failed:
                 report.phases.append((step.title, time.monotonic() - t0, outcome))
                 raise UserError("verify failed: " + "; ".join(f"{c.name}: {c.detail}" for c in failed))
-        elif step.playbook is None:
-            outcome = "nothing to run here"
+        report.phases.append((step.title, time.monotonic() - t0, outcome))
+    _run_batch(batch, topo, state_dir, report, total, say, progress, kubeadm_steps)
+    return report
+
+
+def _run_batch(batch: list[tuple[int, steps.Step]], topo: topology.Topology, state_dir: Path, report: UpReport,
+               total: int, say: Say, progress: runner.Progress | None, kubeadm_steps: list[str]) -> None:
+    """Run consecutive Ansible steps in one ansible-playbook run (Ansible starts once, not once per step);
+    marker plays between them give each step its own time, changes and failures, as separate runs would."""
+    if not batch:
+        return
+    runnable: list[tuple[int, steps.Step]] = []
+    for i, step in batch:
+        if step.playbook is None:
+            pass
         elif not (paths.PLAYBOOKS / step.playbook).exists():
-            outcome = "not available yet"
             report.not_available.append(step.id)
         else:
-            result = runner.run_playbook(state_dir, step.playbook, len(topo.nodes), progress,
-                                         jump=jump_host(cluster))
-            report.runs.append(result)
-            changed = sum(result.changed.values())
-            outcome = f"ok, {changed} change(s)"
-            if not result.ok:
-                report.phases.append((step.title, time.monotonic() - t0, "failed"))
-                detail = "\n  ".join(f.line() for f in result.failures)
-                raise UserError(f"step '{step.title}' failed:\n  {detail}\n"
-                                "fix the cause and run `provision up` again: finished steps are not redone")
-        report.phases.append((step.title, time.monotonic() - t0, outcome))
-    return report
+            runnable.append((i, step))
+    by_id = {step.id: (i, step) for i, step in batch}
+    pending = list(batch)  # in plan order; the steps with nothing to run are reported where they stand
+    current: list[tuple[steps.Step, float]] = []
+    results: dict[str, runner.RunResult] = {}
+    ran: dict[str, int] = {}  # step id -> its index in report.phases; the outcome is filled in after the run
+
+    def outcome_of(step: steps.Step) -> str:
+        if step.playbook is None:
+            return "nothing to run here"
+        if step.id in report.not_available:
+            return "not available yet"
+        return f"ok, {sum(results[step.id].changed.values())} change(s)" if step.id in results else "done"
+
+    def close_current() -> None:
+        # the step that ran finished on every host: its phase, and the cluster's record after init/last join
+        if current:
+            step, t0 = current.pop()
+            ran[step.id] = len(report.phases)
+            report.phases.append((step.title, time.monotonic() - t0, outcome_of(step)))
+            if step.id == "init" or (kubeadm_steps and step.id == kubeadm_steps[-1]):
+                record_cluster(state_dir, topo, complete=step.id == kubeadm_steps[-1])
+
+    def flush_idle(until: str | None) -> None:
+        while pending and pending[0][1].id != until:
+            i, step = pending.pop(0)
+            say(f"[{i}/{total}] {step.title}")
+            report.phases.append((step.title, 0.0, outcome_of(step)))
+
+    def began(step_id: str) -> None:
+        close_current()
+        flush_idle(step_id)
+        i, step = pending.pop(0)
+        say(f"[{i}/{total}] {step.title}")
+        current.append((step, time.monotonic()))
+
+    if runnable:
+        t_start = time.monotonic()
+        plan = [(step.id, step.playbook) for _, step in runnable if step.playbook]
+        runs = runner.run_steps(state_dir, plan, len(topo.nodes), progress, began, jump=jump_host(topo.cluster))
+        results = {r.playbook: r for r in runs}
+        for r in runs:
+            r.playbook = by_id[r.playbook][1].playbook or r.playbook
+        report.runs.extend(runs)
+        failed = [(by_id[sid][1], r) for sid, r in zip(results, runs, strict=True) if not r.ok]
+        if failed:
+            step, result = failed[0]
+            t0 = current[0][1] if current else t_start
+            report.phases.append((step.title, time.monotonic() - t0, "failed"))
+            detail = "\n  ".join(f.line() for f in result.failures)
+            raise UserError(f"step '{step.title}' failed:\n  {detail}\n"
+                            "fix the cause and run `provision up` again: finished steps are not redone")
+        close_current()
+        for step_id, index in ran.items():
+            title, seconds, _ = report.phases[index]
+            report.phases[index] = (title, seconds, outcome_of(by_id[step_id][1]))
+    flush_idle(None)
+
+
+def record_cluster(state_dir: Path, topo: topology.Topology, complete: bool) -> None:
+    """After `kubeadm init`: where it ran and the version. After the last join: every node is a member."""
+    st = state.load(state_dir)
+    st.init_node = topo.groups["first_control_plane"][0]
+    st.kubernetes_version = st.kubernetes_version or topo.cluster.kubernetes_version
+    if complete:
+        st.members = sorted(set(st.members) | {n.name for n in topo.nodes})
+        st.removed = []
+    state.save(state_dir, st)
 
 
 def provider_for_state(cluster: Cluster, state_dir: Path) -> Provider:
@@ -140,6 +231,7 @@ def status(cluster: Cluster, state_dir: Path) -> dict[str, str]:
 def destroy(cluster: Cluster, state_dir: Path, say: Say) -> None:
     provider = provider_for_state(cluster, state_dir)
     provider.destroy()
+    runner.close_connections(state_dir)
     if state_dir.exists():
         shutil.rmtree(state_dir)
     say(f"removed the machines of {cluster.name} and its state dir {state_dir}")

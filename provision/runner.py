@@ -7,14 +7,17 @@ and a fixed Python interpreter so no discovery round trip is made.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import ansible_runner
+import yaml
 
 from provision.inventory import Connection
 from provision.paths import PLAYBOOKS, ROLES
@@ -64,8 +67,28 @@ def ssh_args(known_hosts: Path, jump: Connection | None = None) -> str:
     return " ".join(shlex.quote(a) for a in args)
 
 
+def control_dir(state_dir: Path) -> Path:
+    """Where this cluster's SSH master connections live: one directory per cluster (short, as socket paths are
+    limited to about 100 bytes), so closing one cluster's connections never touches another's."""
+    digest = hashlib.sha1(str(state_dir.resolve()).encode()).hexdigest()[:10]
+    return Path.home() / ".ansible" / "cp" / digest
+
+
+def close_connections(state_dir: Path) -> int:
+    """Close the cluster's persistent SSH connections (ControlPersist); returns how many were open."""
+    closed = 0
+    directory = control_dir(state_dir)
+    for sock in directory.glob("*") if directory.is_dir() else []:
+        proc = subprocess.run(["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "provision-close"],
+                              capture_output=True, check=False, timeout=10)
+        closed += proc.returncode == 0
+        sock.unlink(missing_ok=True)
+    return closed
+
+
 def environment(state_dir: Path, nodes: int, jump: Connection | None = None) -> dict[str, str]:
     return {
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir(state_dir)),
         "ANSIBLE_ROLES_PATH": str(ROLES),
         "ANSIBLE_HOST_KEY_CHECKING": "True",
         "ANSIBLE_SSH_ARGS": ssh_args(state_dir / "known_hosts", jump),
@@ -85,35 +108,101 @@ def environment(state_dir: Path, nodes: int, jump: Connection | None = None) -> 
     }
 
 
-def run_playbook(state_dir: Path, playbook: str, nodes: int, progress: Progress | None = None,
-                 extravars: dict[str, Any] | None = None, limit: str | None = None,
-                 jump: Connection | None = None) -> RunResult:
-    """Run playbooks/<playbook> against <state>/inventory and collect what happened per host."""
-    result = RunResult(playbook=playbook, ok=False, status="")
+class _Collector:
+    """Turns ansible-runner events into RunResults: one per step when marker plays split the run."""
 
-    def on_event(event: dict[str, Any]) -> bool:
+    def __init__(self, first: str, progress: Progress | None, began: Callable[[str], None] | None = None) -> None:
+        self.results: dict[str, RunResult] = {}
+        self.order: list[str] = []
+        self.current = self._start(first)
+        self.progress = progress
+        self.began = began
+        self.last: dict[str, tuple[str, HostFailure | None]] = {}  # host -> (step, failure of its last task)
+        self.stats_failed: set[str] = set()
+
+    def _start(self, name: str) -> RunResult:
+        result = RunResult(playbook=name, ok=False, status="")
+        self.results[name] = result
+        self.order.append(name)
+        return result
+
+    def __call__(self, event: dict[str, Any]) -> bool:
         kind = event.get("event", "")
         data = event.get("event_data", {})
         host = data.get("host", "")
-        task = data.get("task", "")
-        if kind in ("runner_on_ok", "runner_on_failed", "runner_on_unreachable"):
-            result.tasks[host] = result.tasks.get(host, 0) + 1
+        task = str(data.get("task", ""))
+        play = str(data.get("play", ""))
+        if play.startswith(MARKER):  # the step boundaries themselves: neither work nor progress
+            if kind == "runner_on_ok" and task.endswith(MARKER_BEGINS):
+                step = play[len(MARKER):]
+                self.current = self.results.get(step) or self._start(step)
+                if self.began is not None:
+                    self.began(step)
+            return True
+        result = self.current
+        if kind in ("runner_on_ok", "runner_on_failed", "runner_on_unreachable", "runner_on_skipped"):
+            if kind != "runner_on_skipped":
+                result.tasks[host] = result.tasks.get(host, 0) + 1
+            failure = None
+            if kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
+                res = data.get("res", {})
+                msg = res.get("msg") or res.get("stderr") or res.get("reason") or "no message"
+                if "censored" in str(res):
+                    msg = "hidden (no_log); re-run with the task's secret-free check to see more"
+                failure = HostFailure(host, task, " ".join(str(msg).split())[:400], kind == "runner_on_unreachable")
+                result.failures.append(failure)
+            # A host whose failure a block's rescue handled goes on running tasks: only a failure that is the
+            # host's last task is the host's failure.
+            self.last[host] = (result.playbook, failure)
         if kind == "runner_on_ok" and data.get("res", {}).get("changed"):
-            result.changed_tasks.append((host, task))  # no_log results hide `changed`: stats below count all
-        if kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
-            res = data.get("res", {})
-            msg = res.get("msg") or res.get("stderr") or res.get("reason") or "no message"
-            if "censored" in str(res):
-                msg = "hidden (no_log); re-run with the task's secret-free check to see more"
-            result.failures.append(HostFailure(host, task, " ".join(str(msg).split())[:400],
-                                               kind == "runner_on_unreachable"))
+            result.changed_tasks.append((host, task))  # `changed` survives no_log (Ansible keeps it)
+            result.changed[host] = result.changed.get(host, 0) + 1
         if kind == "playbook_on_stats":
-            result.failed_hosts |= set(data.get("failures", {})) | set(data.get("dark", {}))
-            result.changed = {h: int(n) for h, n in (data.get("changed") or {}).items() if n}
-        if progress is not None:
-            progress(kind, data)
+            self.stats_failed = set(data.get("failures", {})) | set(data.get("dark", {}))
+        if self.progress is not None:
+            self.progress(kind, data)
         return True
 
+    def finish(self, status: str, stdout_tail: str) -> list[RunResult]:
+        for result in self.results.values():
+            result.status = status
+            result.failures = [f for f in result.failures
+                               if self.last.get(f.host, ("", None)) == (result.playbook, f)]
+            result.failed_hosts = {f.host for f in result.failures}
+            result.ok = not result.failures
+        failed_any = any(r.failures for r in self.results.values())
+        if status != "successful" and not failed_any:
+            last = self.results[self.order[-1]]
+            last.failures.append(HostFailure("localhost", last.playbook, stdout_tail or status))
+            last.ok = False
+        return [self.results[n] for n in self.order]
+
+
+MARKER = "provision step "
+MARKER_BEGINS = ": begins"
+
+
+def steps_playbook(steps: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """One playbook for several steps: before each step's playbook a marker play that says where the run is
+    (its task events carry the step's id) and stops the whole run when an earlier step lost a host (it fails
+    every remaining host, and Ansible ends a run once no host is left), as separate runs would."""
+    plays: list[dict[str, Any]] = []
+    for step_id, playbook in steps:
+        plays.append({
+            "name": MARKER + step_id, "hosts": "all:localhost", "gather_facts": False, "become": False,
+            "tasks": [
+                {"name": f"{MARKER}{step_id}: stop, an earlier step failed",
+                 "ansible.builtin.fail": {"msg": "an earlier step failed on a host: stopping"},
+                 "when": "ansible_play_hosts | length < ansible_play_hosts_all | length"},
+                {"name": MARKER + step_id + MARKER_BEGINS, "ansible.builtin.debug": {"msg": step_id},
+                 "run_once": True},
+            ]})
+        plays.append({"ansible.builtin.import_playbook": str(PLAYBOOKS / playbook)})
+    return plays
+
+
+def _run(state_dir: Path, playbook: Path, collector: _Collector, nodes: int, extravars: dict[str, Any] | None,
+         limit: str | None, jump: Connection | None) -> tuple[str, str]:
     private = state_dir / "runner"
     private.mkdir(parents=True, exist_ok=True)
     os.chmod(private, 0o700)
@@ -121,25 +210,39 @@ def run_playbook(state_dir: Path, playbook: str, nodes: int, progress: Progress 
     r = ansible_runner.run(
         private_data_dir=str(private),
         project_dir=str(PLAYBOOKS),
-        playbook=str(PLAYBOOKS / playbook),
+        playbook=str(playbook),
         inventory=str(state_dir / "inventory" / "hosts.yml"),
         envvars=env,
         extravars=extravars or {},
         limit=limit,
-        event_handler=on_event,
+        event_handler=collector,
         quiet=True,
         rotate_artifacts=3,
         suppress_env_files=True,
     )
-    result.status = r.status
-    # A failure a block's rescue handled is not the host's failure; of a host's failures the last says most.
-    last: dict[str, HostFailure] = {}
-    for failure in result.failures:
-        if failure.host in result.failed_hosts:
-            last[failure.host] = failure
-    result.failures = list(last.values())
-    result.ok = r.status == "successful" and not result.failures
-    if r.status != "successful" and not result.failures:
-        tail = (r.stdout.read() if r.stdout else "").strip().splitlines()[-5:]
-        result.failures.append(HostFailure("localhost", playbook, " | ".join(tail) or r.status))
-    return result
+    tail = (r.stdout.read() if r.stdout else "").strip().splitlines()[-5:]
+    return str(r.status), " | ".join(tail)
+
+
+def run_steps(state_dir: Path, steps: list[tuple[str, str]], nodes: int, progress: Progress | None = None,
+              began: Callable[[str], None] | None = None, jump: Connection | None = None) -> list[RunResult]:
+    """Run several steps' playbooks (step id, playbook) in ONE ansible-playbook run, which saves the start of
+    Ansible per step. Returns one RunResult per step that began (its `playbook` is the step id); `began(step)`
+    is called as each step starts, once every earlier step has finished on every host."""
+    if not steps:
+        return []
+    combined = state_dir / "runner" / "up-steps.yml"
+    combined.parent.mkdir(parents=True, exist_ok=True)
+    combined.write_text(yaml.safe_dump(steps_playbook(steps), sort_keys=False))
+    collector = _Collector(steps[0][0], progress, began)
+    status, tail = _run(state_dir, combined, collector, nodes, None, None, jump)
+    return collector.finish(status, tail)
+
+
+def run_playbook(state_dir: Path, playbook: str, nodes: int, progress: Progress | None = None,
+                 extravars: dict[str, Any] | None = None, limit: str | None = None,
+                 jump: Connection | None = None) -> RunResult:
+    """Run playbooks/<playbook> against <state>/inventory and collect what happened per host."""
+    collector = _Collector(playbook, progress)
+    status, tail = _run(state_dir, PLAYBOOKS / playbook, collector, nodes, extravars, limit, jump)
+    return collector.finish(status, tail)[0]

@@ -47,3 +47,8 @@ def resolve_kubernetes(version: str) -> str:
 
 def kubernetes_minor(version: str) -> str:
     return ".".join(version.removeprefix("v").split(".")[:2])
+
+
+def version_key(version: str) -> tuple[int, ...]:
+    """'1.36.6' -> (1, 36, 6), for comparing versions."""
+    return tuple(int(p) for p in version.removeprefix("v").split("."))

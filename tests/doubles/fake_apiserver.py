@@ -6,6 +6,7 @@ Serves HTTPS on :6443 with a certificate from the cluster CA the kubeadm double 
   POST /double/join      the join handshake: the bootstrap token must be one `kubeadm token create` made,
                          the CA hash must match the CA, a control plane must bring the uploaded certificate key
   GET  /api/v1/nodes     the nodes that joined, in the shape of a Kubernetes NodeList
+  GET/DELETE /api/v1/nodes/NAME   one node (404 when it never joined or was deleted)
 """
 
 import hashlib
@@ -59,12 +60,29 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/healthz":
             return self.reply(200, b"ok")
+        if self.path.startswith("/api/v1/nodes/"):
+            name = self.path.rsplit("/", 1)[1]
+            found = [n for n in load_nodes() if n["name"] == name]
+            return self.reply(200, {"kind": "Node", "metadata": {"name": name}}) if found else \
+                self.reply(404, b"not found")
         if self.path.startswith("/api/v1/nodes"):
             items = [{"metadata": {"name": n["name"], "labels": (
                 {"node-role.kubernetes.io/control-plane": ""} if n["controlPlane"] else {})},
                 "status": {"conditions": [{"type": "Ready", "status": "True"}]}} for n in load_nodes()]
             return self.reply(200, {"kind": "NodeList", "apiVersion": "v1", "items": items})
         return self.reply(404, b"not found")
+
+    def do_DELETE(self):
+        if not self.path.startswith("/api/v1/nodes/"):
+            return self.reply(404, b"not found")
+        name = self.path.rsplit("/", 1)[1]
+        with LOCK:
+            nodes = load_nodes()
+            if not any(n["name"] == name for n in nodes):
+                return self.reply(404, b"not found")
+            with open(f"{STATE}/nodes.json", "w") as f:
+                json.dump([n for n in nodes if n["name"] != name], f)
+        return self.reply(200, {"kind": "Status", "status": "Success"})
 
     def do_POST(self):
         if self.path != "/double/join":
