@@ -1,0 +1,51 @@
+"""Smoke check of bench/cluster.py: its smallest case (one all-in-one node) once, on real systemd nodes.
+
+Not a timed test: it checks that the benchmark runs from its one command and reports every field with sane
+values (a no-op re-run changes nothing, adding a worker contacts no existing worker), never how fast.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import docker_out
+
+pytestmark = pytest.mark.nodes
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_cluster_bench_smallest_case(need_nodes: None, tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "cluster.py"), "--nodes", "1", "--json", str(out),
+                           "--prefix", "ptbench"], capture_output=True, text=True, check=False, timeout=1500)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "| N | phase" in proc.stdout and "no existing worker contacted" in proc.stdout, proc.stdout
+
+    data = json.loads(out.read_text())
+    assert data["machine"]["cpus"] >= 1 and data["machine"]["memory_mib"] > 0
+    [size] = data["sizes"]
+    assert size["nodes"] == 1 and size["layout"].startswith("all-in-one") and not size["error"]
+    phases = {p["name"]: p for p in size["phases"]}
+    assert list(phases) == ["cold", "noop", "add"]
+    node = "ptbench1-cp1"
+    for name, p in phases.items():
+        assert p["ok"], p["error"]
+        assert p["seconds"] > 0
+        assert p["tasks_total"] == sum(p["tasks"].values()) and p["tasks_per_host_max"] >= p["tasks_per_host_mean"]
+        assert p["ssh_total"] == sum(p["ssh"].values()) >= 1, f"{name}: no SSH login counted"
+    assert set(phases["cold"]["tasks"]) == {node} and phases["cold"]["changed"] > 0
+    assert phases["cold"]["steps"] and all(s["seconds"] >= 0 for s in phases["cold"]["steps"])
+    assert phases["noop"]["changed"] == 0, phases["noop"]
+    assert all(s["outcome"] in ("done", "ok, 0 change(s)") for s in phases["noop"]["steps"]), phases["noop"]["steps"]
+    add = phases["add"]
+    assert add["contacted_existing_workers"] == []  # all-in-one has no worker: the check is trivially empty here
+    assert "ptbench1-w1" in add["tasks"] and add["ssh"].get("ptbench1-w1", 0) >= 1
+    assert add["changed"] > 0
+
+    left = docker_out("ps", "-a", "--filter", "name=ptbench1-", "--format", "{{.Names}}").split()
+    assert left == [], f"the benchmark left nodes behind: {left}"
