@@ -138,14 +138,14 @@ def remove_node(cluster: Cluster, state_dir: Path, node: str, say: Say, force: b
     g = topo.groups
     report = Day2Report()
     op = _operator(topo, st, avoid=node)
-    peer = next((e for e in g["external_etcd"] if e != node and e in st.members), "") \
-        if node in g["external_etcd"] else ""
+    is_etcd = node in g["external_etcd"]
+    etcd_members = [e for e in g["external_etcd"] if e in st.members] if is_etcd else []
     is_k8s = node in g["k8s_cluster"]
     say(f"removing {node} ({', '.join(topo.roles_of(node))}); kubectl runs on {op}")
     _run(state_dir, topo, "remove-node.yml", report, progress, what=f"remove-node {node}",
-         limit=[h for h in (op, node, peer) if h],
+         limit=sorted({op, node, *etcd_members}),
          extravars={"remove_node": node, "provision_operator": op, "remove_node_kubernetes": is_k8s,
-                    "remove_node_etcd_peer": peer, "drain_node": node, "drain_force": force,
+                    "remove_node_etcd": is_etcd, "drain_node": node, "drain_force": force,
                     "drain_timeout": timeout})
     unreachable = [f for r in report.runs for f in r.failures if f.unreachable and f.host == node]
     if unreachable or any(node not in r.tasks for r in report.runs[-1:]):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from provision import cli, lifecycle, runner, spec, topology
+from provision import cli, lifecycle, runner, spec, state, topology
 from tests.conftest import LiveCluster, docker_out, make_spec
 
 pytestmark = pytest.mark.nodes
@@ -132,3 +132,42 @@ def test_stacked_etcd_is_refused_with_what_to_do_instead(capsys: pytest.CaptureF
         assert rc != 0 and out == "" and len(lines) == 1, err
         assert "stacked" in lines[0] and "external etcd" in lines[0] and "etcdctl snapshot save" in lines[0]
     assert not (tmp_path / "state").exists()
+
+
+# ---------------------------------------------------------------- remove-node of an etcd member (#7)
+
+
+def test_remove_node_refuses_to_break_quorum_then_removes_a_member(etcd3: LiveCluster,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """With one member down, removing another would leave 1 healthy of 2: refused. With all up, a member goes."""
+    # Only etcd ran here: record the cluster as `up` would after its joins, so the day-2 verbs accept it.
+    st = state.load(etcd3.state_dir)
+    st.members, st.init_node = [n.name for n in etcd3.topo.nodes], f"{NAME}-cp1"
+    state.save(etcd3.state_dir, st)
+    spec_args = ["-f", str(etcd3.spec_path), "--state-dir", str(etcd3.state_dir)]
+    sh(MEMBERS[0], "systemctl stop etcd")
+    try:
+        rc, _, err = run_cli(capsys, "remove-node", MEMBERS[1], "--yes", *spec_args)
+        assert rc == 1 and "refusing to remove" in err and "quorum" in err, err
+        members = json.loads(sh(MEMBERS[2], "etcdctl-tls member list -w json"))["members"]
+        assert sorted(m["name"] for m in members) == MEMBERS  # nothing was removed
+        assert sh(MEMBERS[1], "systemctl is-active etcd").strip() == "active"
+    finally:
+        sh(MEMBERS[0], "systemctl start etcd")
+
+    rc, _, err = run_cli(capsys, "remove-node", MEMBERS[2], "--yes", *spec_args)
+    assert rc == 0, err
+    members = json.loads(sh(MEMBERS[0], "etcdctl-tls member list -w json"))["members"]
+    assert sorted(m["name"] for m in members) == MEMBERS[:2]
+    health = sh(MEMBERS[1], "etcdctl-tls endpoint health --cluster 2>&1")
+    assert health.count("is healthy") == 2, health
+    assert sh(MEMBERS[2], "systemctl is-active etcd || true").strip() == "inactive"
+    assert sh(MEMBERS[2], "ls -A /var/lib/etcd").strip() == ""
+    assert MEMBERS[2] not in state.load(etcd3.state_dir).members
+
+    # the last but one: one member stays, so it is allowed by the rules; the last one is refused before any host
+    st = state.load(etcd3.state_dir)
+    st.members = [m for m in st.members if m != MEMBERS[1]]
+    state.save(etcd3.state_dir, st)
+    rc, _, err = run_cli(capsys, "remove-node", MEMBERS[0], "--yes", *spec_args)
+    assert rc == 1 and "last etcd member" in err, err
