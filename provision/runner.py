@@ -119,6 +119,7 @@ class _Collector:
         self.began = began
         self.last: dict[str, tuple[str, HostFailure | None]] = {}  # host -> (step, failure of its last task)
         self.stats_failed: set[str] = set()
+        self.begun: set[str] = set()
 
     def _start(self, name: str) -> RunResult:
         result = RunResult(playbook=name, ok=False, status="")
@@ -133,8 +134,9 @@ class _Collector:
         task = str(data.get("task", ""))
         play = str(data.get("play", ""))
         if play.startswith(MARKER):  # the step boundaries themselves: neither work nor progress
-            if kind == "runner_on_ok" and task.endswith(MARKER_BEGINS):
-                step = play[len(MARKER):]
+            step = play[len(MARKER):]
+            if kind == "runner_on_ok" and task.endswith(MARKER_BEGINS) and step not in self.begun:
+                self.begun.add(step)
                 self.current = self.results.get(step) or self._start(step)
                 if self.began is not None:
                     self.began(step)
@@ -147,6 +149,8 @@ class _Collector:
             if kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
                 res = data.get("res", {})
                 msg = res.get("msg") or res.get("stderr") or res.get("reason") or "no message"
+                if msg == "non-zero return code" and (res.get("stderr") or res.get("stdout")):
+                    msg = f"exit {res.get('rc')}: " + (res.get("stderr") or res.get("stdout") or "").strip()[-300:]
                 if "censored" in str(res):
                     msg = "hidden (no_log); re-run with the task's secret-free check to see more"
                 failure = HostFailure(host, task, " ".join(str(msg).split())[:400], kind == "runner_on_unreachable")
@@ -183,19 +187,19 @@ MARKER_BEGINS = ": begins"
 
 
 def steps_playbook(steps: list[tuple[str, str]]) -> list[dict[str, Any]]:
-    """One playbook for several steps: before each step's playbook a marker play that says where the run is
-    (its task events carry the step's id) and stops the whole run when an earlier step lost a host (it fails
-    every remaining host, and Ansible ends a run once no host is left), as separate runs would."""
+    """One playbook for several steps: before each step's playbook a marker play of one local check per host
+    that says where the run is (its events carry the step's id) and stops the whole run when an earlier step
+    lost a host (the check then fails on every remaining host, and Ansible ends a run once no host is left), as
+    separate runs would."""
     plays: list[dict[str, Any]] = []
     for step_id, playbook in steps:
         plays.append({
             "name": MARKER + step_id, "hosts": "all:localhost", "gather_facts": False, "become": False,
             "tasks": [
-                {"name": f"{MARKER}{step_id}: stop, an earlier step failed",
-                 "ansible.builtin.fail": {"msg": "an earlier step failed on a host: stopping"},
-                 "when": "ansible_play_hosts | length < ansible_play_hosts_all | length"},
-                {"name": MARKER + step_id + MARKER_BEGINS, "ansible.builtin.debug": {"msg": step_id},
-                 "run_once": True},
+                {"name": MARKER + step_id + MARKER_BEGINS,
+                 "ansible.builtin.assert": {
+                     "that": "ansible_play_hosts | length == ansible_play_hosts_all | length",
+                     "fail_msg": "an earlier step failed on a host: stopping", "quiet": True}},
             ]})
         plays.append({"ansible.builtin.import_playbook": str(PLAYBOOKS / playbook)})
     return plays
