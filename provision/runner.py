@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
+import signal
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -211,35 +212,47 @@ def _run(state_dir: Path, playbook: Path, collector: _Collector, nodes: int, ext
     private.mkdir(parents=True, exist_ok=True)
     os.chmod(private, 0o700)
     env = environment(state_dir, nodes, jump)
-    r = ansible_runner.run(
-        private_data_dir=str(private),
-        project_dir=str(PLAYBOOKS),
-        playbook=str(playbook),
-        inventory=str(state_dir / "inventory" / "hosts.yml"),
-        envvars=env,
-        extravars=extravars or {},
-        limit=limit,
-        event_handler=collector,
-        quiet=True,
-        rotate_artifacts=3,
-        suppress_env_files=True,
-    )
+    # ansible-runner turns SIGINT/SIGTERM into a cancel (it kills Ansible's process group, which runs in a session
+    # of its own and never sees a terminal's Ctrl-C) and leaves its handler installed: put ours back afterwards,
+    # and turn a cancel into the KeyboardInterrupt it was.
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        r = ansible_runner.run(
+            private_data_dir=str(private),
+            project_dir=str(PLAYBOOKS),
+            playbook=str(playbook),
+            inventory=str(state_dir / "inventory" / "hosts.yml"),
+            envvars=env,
+            extravars=extravars or {},
+            limit=limit,
+            event_handler=collector,
+            quiet=True,
+            rotate_artifacts=3,
+            suppress_env_files=True,
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if r.status == "canceled":
+        raise KeyboardInterrupt
     tail = (r.stdout.read() if r.stdout else "").strip().splitlines()[-5:]
     return str(r.status), " | ".join(tail)
 
 
 def run_steps(state_dir: Path, steps: list[tuple[str, str]], nodes: int, progress: Progress | None = None,
-              began: Callable[[str], None] | None = None, jump: Connection | None = None) -> list[RunResult]:
+              began: Callable[[str], None] | None = None, jump: Connection | None = None,
+              limit: str | None = None, extravars: dict[str, Any] | None = None) -> list[RunResult]:
     """Run several steps' playbooks (step id, playbook) in ONE ansible-playbook run, which saves the start of
     Ansible per step. Returns one RunResult per step that began (its `playbook` is the step id); `began(step)`
-    is called as each step starts, once every earlier step has finished on every host."""
+    is called as each step starts, once every earlier step has finished on every host. `limit` restricts every
+    step to those hosts, as Ansible's --limit."""
     if not steps:
         return []
     combined = state_dir / "runner" / "up-steps.yml"
     combined.parent.mkdir(parents=True, exist_ok=True)
     combined.write_text(yaml.safe_dump(steps_playbook(steps), sort_keys=False))
     collector = _Collector(steps[0][0], progress, began)
-    status, tail = _run(state_dir, combined, collector, nodes, None, None, jump)
+    status, tail = _run(state_dir, combined, collector, nodes, extravars, limit, jump)
     return collector.finish(status, tail)
 
 
