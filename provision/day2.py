@@ -208,11 +208,17 @@ def add_nodes(cluster: Cluster, state_dir: Path, say: Say,
     conns = provider.create()
     inventory.write(inventory.render(topo, conns), state_dir)
     lifecycle.reach_all(topo, state_dir, {n: c for n, c in conns.items() if n in names}, say)
-    for step in steps.steps_for(topo):
-        if step.id not in ADD_STEPS or step.playbook is None:
-            continue
-        say(f"{step.title} [{', '.join(touch)}]")
-        _run(state_dir, topo, step.playbook, report, progress, limit=touch, what=f"step '{step.title}'")
+    plan = [s for s in steps.steps_for(topo) if s.id in ADD_STEPS and s.playbook is not None]
+    titles = {s.id: s.title for s in plan}
+    results = runner.run_steps(state_dir, [(s.id, s.playbook) for s in plan if s.playbook], len(topo.nodes),
+                               progress, began=lambda sid: say(f"{titles.get(sid, sid)} [{', '.join(touch)}]"),
+                               jump=jump_host(cluster), limit=",".join(touch))
+    report.runs += results
+    for result in results:
+        if not result.ok:
+            detail = "\n  ".join(f.line() for f in result.failures)
+            raise UserError(f"step '{titles.get(result.playbook, result.playbook)}' failed:\n  {detail}\n"
+                            "fix the cause and run `provision add-node` again")
     st.members = sorted(set(st.members) | set(names))
     st.removed = [r for r in st.removed if r not in names]
     state.save(state_dir, st)
