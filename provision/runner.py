@@ -12,6 +12,7 @@ import os
 import shlex
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,26 +207,74 @@ def steps_playbook(steps: list[tuple[str, str]]) -> list[dict[str, Any]]:
     return plays
 
 
+class _Interrupt:
+    """Ctrl-C (SIGINT) or SIGTERM while Ansible runs. Ansible runs in a session of its own (ansible-runner spawns
+    it so), so a terminal's Ctrl-C never reaches it: pass the SIGINT on, which lets Ansible stop its workers and
+    exit; should it not within GRACE seconds, ansible-runner kills it (`cancel`). Ansible's workers sit in
+    sessions of their own too, so any left after a kill are found by their command line and killed (`reap`)."""
+
+    GRACE = 10.0
+
+    def __init__(self, inventory: str) -> None:
+        self.inventory = inventory
+        self.requested_at: float | None = None
+
+    def handler(self, signum: int, frame: object) -> None:
+        if self.requested_at is None:
+            self.requested_at = time.monotonic()
+            for pid in self._ansible(children_only=True):
+                _signal(pid, signal.SIGINT)
+
+    def cancel(self) -> bool:
+        return self.requested_at is not None and time.monotonic() - self.requested_at > self.GRACE
+
+    def reap(self) -> None:
+        for pid in self._ansible(children_only=False):
+            _signal(pid, signal.SIGKILL)
+
+    def _ansible(self, children_only: bool) -> list[int]:
+        found = []
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                args = (proc / "cmdline").read_bytes().split(b"\0")
+                ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            text = [a.decode(errors="replace") for a in args]
+            if not any(a.endswith("ansible-playbook") for a in text) or self.inventory not in text:
+                continue
+            if not children_only or ppid == os.getpid():
+                found.append(int(proc.name))
+        return found
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except OSError:
+        pass
+
+
 def _run(state_dir: Path, playbook: Path, collector: _Collector, nodes: int, extravars: dict[str, Any] | None,
          limit: str | None, jump: Connection | None) -> tuple[str, str]:
     private = state_dir / "runner"
     private.mkdir(parents=True, exist_ok=True)
     os.chmod(private, 0o700)
     env = environment(state_dir, nodes, jump)
-    # ansible-runner turns SIGINT/SIGTERM into a cancel (it kills Ansible's process group, which runs in a session
-    # of its own and never sees a terminal's Ctrl-C) and leaves its handler installed: put ours back afterwards,
-    # and turn a cancel into the KeyboardInterrupt it was.
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    inventory = state_dir / "inventory" / "hosts.yml"
+    interrupt = _Interrupt(str(inventory))
+    previous = {sig: signal.signal(sig, interrupt.handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         r = ansible_runner.run(
             private_data_dir=str(private),
             project_dir=str(PLAYBOOKS),
             playbook=str(playbook),
-            inventory=str(state_dir / "inventory" / "hosts.yml"),
+            inventory=str(inventory),
             envvars=env,
             extravars=extravars or {},
             limit=limit,
             event_handler=collector,
+            cancel_callback=interrupt.cancel,
             quiet=True,
             rotate_artifacts=3,
             suppress_env_files=True,
@@ -233,7 +282,8 @@ def _run(state_dir: Path, playbook: Path, collector: _Collector, nodes: int, ext
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if r.status == "canceled":
+    if interrupt.requested_at is not None:
+        interrupt.reap()
         raise KeyboardInterrupt
     tail = (r.stdout.read() if r.stdout else "").strip().splitlines()[-5:]
     return str(r.status), " | ".join(tail)

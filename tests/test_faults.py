@@ -57,7 +57,7 @@ def up_until(args: list[str], marker: str, action: Any, timeout: float = 900) ->
 
 
 def ansible_processes(state: Path) -> list[str]:
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(["ps", "-eww", "-o", "pid,args"], capture_output=True, text=True, check=True).stdout
     return [line for line in out.splitlines() if "ansible-playbook" in line and str(state) in line]
 
 
