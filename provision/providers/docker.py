@@ -42,7 +42,9 @@ class DockerProvider:
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(lambda n: self._ensure_node(n, existing.get(n.name)), self.topo.nodes))
         with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(self._ready, self.topo.nodes))
+            # many nodes boot at once on few cores: allow each a little longer the more there are
+            timeout = 90 + 4 * len(self.topo.nodes)
+            list(pool.map(lambda n: self._ready(n, timeout), self.topo.nodes))
         return self.connections()
 
     def connections(self) -> dict[str, Connection]:
