@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,15 +61,23 @@ def make_spec(tmp: Path, name: str, topology_name: str = "single-master", extra:
     return path
 
 
-@pytest.fixture(scope="session")
-def shared_cluster(need_nodes: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCluster]:
-    """A 3-node single-master cluster (machines, SSH, preflight) shared by tests that only read from it."""
-    tmp = tmp_path_factory.mktemp("shared")
-    path = make_spec(tmp, "pt-shared", extra="nodes: {controlPlanes: 1, workers: 2}\n")
+@contextmanager
+def running(tmp: Path, name: str, topology_name: str, extra: str, only: list[str]) -> Iterator[LiveCluster]:
+    """A cluster brought up with `up --only` the given steps, always destroyed afterwards."""
+    path = make_spec(tmp, name, topology_name, extra)
     cluster = spec.load_spec(path)
     state = tmp / "state"
     try:
-        lifecycle.up(cluster, state, lambda _: None, only=["machines", "ssh", "preflight"])
+        report = lifecycle.up(cluster, state, lambda _: None, only=only)
+        assert all(r.ok for r in report.runs), [f.line() for r in report.runs for f in r.failures]
         yield LiveCluster(cluster, topology.build(cluster), state, path)
     finally:
         lifecycle.destroy(cluster, state, lambda _: None)
+
+
+@pytest.fixture(scope="session")
+def shared_cluster(need_nodes: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCluster]:
+    """A 3-node single-master cluster (machines, SSH, preflight) shared by tests that only read from it."""
+    with running(tmp_path_factory.mktemp("shared"), "pt-shared", "single-master",
+                 "nodes: {controlPlanes: 1, workers: 2}\n", ["machines", "ssh", "preflight"]) as live:
+        yield live

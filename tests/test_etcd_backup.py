@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from provision import cli, lifecycle, runner, spec, state, topology
-from tests.conftest import LiveCluster, docker_out, make_spec
+from provision import cli, runner, state
+from tests.conftest import LiveCluster, docker_out, make_spec, running
 
 pytestmark = pytest.mark.nodes
 NAME = "pt-etcdbk"
@@ -23,19 +23,12 @@ MEMBERS = [f"{NAME}-etcd{i}" for i in (1, 2, 3)]
 
 @pytest.fixture(scope="module")
 def etcd3(need_nodes: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCluster]:
-    tmp = tmp_path_factory.mktemp("etcdbk")
-    path = make_spec(tmp, NAME, "ha", "nodes: {controlPlanes: 3, workers: 0, etcd: 3, loadBalancers: 0}\n"
-                                      "endpoint: {type: local-proxy}\n"
-                                      "etcd: {mode: external, source: distro}\n")
-    assert cli.main(["plan", "-f", str(path)]) == 0
-    cluster = spec.load_spec(path)
-    state = tmp / "state"
-    try:
-        report = lifecycle.up(cluster, state, lambda _: None, only=["machines", "ssh", "etcd"])
-        assert all(r.ok for r in report.runs)
-        yield LiveCluster(cluster, topology.build(cluster), state, path)
-    finally:
-        lifecycle.destroy(cluster, state, lambda _: None)
+    with running(tmp_path_factory.mktemp("etcdbk"), NAME, "ha",
+                 "nodes: {controlPlanes: 3, workers: 0, etcd: 3, loadBalancers: 0}\n"
+                 "endpoint: {type: local-proxy}\netcd: {mode: external, source: distro}\n",
+                 ["machines", "ssh", "etcd"]) as live:
+        assert cli.main(["plan", "-f", str(live.spec_path)]) == 0
+        yield live
 
 
 def sh(node: str, command: str) -> str:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from provision import lifecycle, runner, spec, topology
-from tests.conftest import LiveCluster, docker_out, make_spec
+from provision import runner
+from tests.conftest import LiveCluster, docker_out, running
 
 pytestmark = pytest.mark.nodes
 STANDIN = Path(__file__).parent / "standins" / "apiserver_standin.py"
@@ -25,17 +25,10 @@ STANDIN = Path(__file__).parent / "standins" / "apiserver_standin.py"
 
 @pytest.fixture(scope="module")
 def ha(need_nodes: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCluster]:
-    tmp = tmp_path_factory.mktemp("ha")
-    path = make_spec(tmp, "pt-ha", "ha", "nodes: {controlPlanes: 3, workers: 0, etcd: 3, loadBalancers: 2}\n"
-                                         "etcd: {mode: external, source: distro}\n")
-    cluster = spec.load_spec(path)
-    state = tmp / "state"
-    try:
-        report = lifecycle.up(cluster, state, lambda _: None, only=["machines", "ssh", "etcd", "endpoint"])
-        assert all(r.ok for r in report.runs)
-        yield LiveCluster(cluster, topology.build(cluster), state, path)
-    finally:
-        lifecycle.destroy(cluster, state, lambda _: None)
+    with running(tmp_path_factory.mktemp("ha"), "pt-ha", "ha",
+                 "nodes: {controlPlanes: 3, workers: 0, etcd: 3, loadBalancers: 2}\n"
+                 "etcd: {mode: external, source: distro}\n", ["machines", "ssh", "etcd", "endpoint"]) as live:
+        yield live
 
 
 def sh(node: str, command: str) -> str:
