@@ -156,3 +156,18 @@ def test_inventory_uses_pinned_keys(shared_cluster: LiveCluster) -> None:
         hv = data["_meta"]["hostvars"][n.name]
         assert hv["ansible_host"] == n.address and hv["ansible_user"] == "root"
         assert n.name in hosts
+
+
+def test_too_many_nodes_for_the_inotify_limit_is_one_clear_line(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from provision.errors import UserError
+    from provision.providers import docker
+
+    limit = tmp_path / "max_user_instances"
+    monkeypatch.setattr(docker, "INOTIFY_LIMIT", limit)
+    limit.write_text("128\n")
+    with pytest.raises(UserError, match=r"30 new node\(s\) need about 300 inotify .* sysctl -w fs\.inotify\."
+                                        r"max_user_instances=\d+"):
+        docker.check_inotify(30)
+    limit.write_text("1000000\n")
+    docker.check_inotify(30)  # room enough: no error

@@ -9,6 +9,7 @@ the host's cgroup tree read-only.
 
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,6 +21,31 @@ from provision.providers.docker_engine import NODE_IMAGE, docker, require_engine
 from provision.topology import Node, Topology
 
 LABEL = "provision.cluster"
+
+
+# systemd and its services in each node hold about this many inotify instances (7 measured idle, plus containerd
+# and kubelet); the host's per-user limit is shared by every node, and Debian's default (128) fits about 15 nodes.
+INOTIFY_PER_NODE = 10
+INOTIFY_LIMIT = Path("/proc/sys/fs/inotify/max_user_instances")
+
+
+def check_inotify(new_nodes: int) -> None:
+    """Refuse, before any node starts, to boot more nodes than the host's inotify limit lets systemd run in."""
+    try:
+        limit = int(INOTIFY_LIMIT.read_text())
+    except (OSError, ValueError):
+        return
+    in_use = 0
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        try:
+            in_use += os.readlink(fd) == "anon_inode:inotify"
+        except OSError:
+            continue
+    need = INOTIFY_PER_NODE * new_nodes
+    if new_nodes and in_use + need > limit:
+        raise UserError(f"{new_nodes} new node(s) need about {need} inotify instances (systemd runs in each) but "
+                        f"fs.inotify.max_user_instances is {limit} with {in_use} in use: nodes would hang while "
+                        f"booting; raise it first: sysctl -w fs.inotify.max_user_instances={max(1024, 2 * (in_use + need))}")
 
 
 class DockerProvider:
@@ -39,6 +65,7 @@ class DockerProvider:
         ssh.ensure_key(self.key)
         self._ensure_network()
         existing = self._containers()
+        check_inotify(len([n for n in self.topo.nodes if n.name not in existing]))
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(lambda n: self._ensure_node(n, existing.get(n.name)), self.topo.nodes))
         with ThreadPoolExecutor(max_workers=8) as pool:
