@@ -70,8 +70,7 @@ def _run(state_dir: Path, topo: topology.Topology, playbook: str, report: Day2Re
                                  limit=",".join(limit) if limit else None, jump=jump_host(topo.cluster))
     report.runs.append(result)
     if not result.ok:
-        detail = "\n  ".join(f.line() for f in result.failures)
-        raise UserError(f"{what or playbook} failed:\n  {detail}")
+        raise UserError(f"{what or playbook} failed:\n  {result.failure_lines()}")
     return result
 
 
@@ -80,22 +79,23 @@ def _run(state_dir: Path, topo: topology.Topology, playbook: str, report: Day2Re
 
 def drain(cluster: Cluster, state_dir: Path, node: str, force: bool = False, timeout: str = "5m",
           progress: runner.Progress | None = None) -> Day2Report:
-    st, topo = _running(cluster, state_dir)
-    _require_kubernetes_node(topo, st, node)
-    report = Day2Report()
-    op = _operator(topo, st)
-    _run(state_dir, topo, "drain.yml", report, progress, limit=[op], what=f"drain {node}",
-         extravars={"provision_operator": op, "drain_node": node, "drain_force": force, "drain_timeout": timeout})
-    return report
+    return _on_operator(cluster, state_dir, node, "drain", progress,
+                        {"drain_node": node, "drain_force": force, "drain_timeout": timeout})
 
 
 def uncordon(cluster: Cluster, state_dir: Path, node: str, progress: runner.Progress | None = None) -> Day2Report:
+    return _on_operator(cluster, state_dir, node, "uncordon", progress, {"drain_node": node})
+
+
+def _on_operator(cluster: Cluster, state_dir: Path, node: str, verb: str, progress: runner.Progress | None,
+                 extravars: dict[str, Any]) -> Day2Report:
+    """Run playbooks/<verb>.yml for a Kubernetes node on a control plane, the only host contacted."""
     st, topo = _running(cluster, state_dir)
     _require_kubernetes_node(topo, st, node)
     report = Day2Report()
     op = _operator(topo, st)
-    _run(state_dir, topo, "uncordon.yml", report, progress, limit=[op], what=f"uncordon {node}",
-         extravars={"provision_operator": op, "drain_node": node})
+    _run(state_dir, topo, f"{verb}.yml", report, progress, limit=[op], what=f"{verb} {node}",
+         extravars={"provision_operator": op, **extravars})
     return report
 
 
@@ -142,13 +142,12 @@ def remove_node(cluster: Cluster, state_dir: Path, node: str, say: Say, force: b
     etcd_members = [e for e in g["external_etcd"] if e in st.members] if is_etcd else []
     is_k8s = node in g["k8s_cluster"]
     say(f"removing {node} ({', '.join(topo.roles_of(node))}); kubectl runs on {op}")
-    _run(state_dir, topo, "remove-node.yml", report, progress, what=f"remove-node {node}",
-         limit=sorted({op, node, *etcd_members}),
-         extravars={"remove_node": node, "provision_operator": op, "remove_node_kubernetes": is_k8s,
-                    "remove_node_etcd": is_etcd, "drain_node": node, "drain_force": force,
-                    "drain_timeout": timeout})
-    unreachable = [f for r in report.runs for f in r.failures if f.unreachable and f.host == node]
-    if unreachable or any(node not in r.tasks for r in report.runs[-1:]):
+    result = _run(state_dir, topo, "remove-node.yml", report, progress, what=f"remove-node {node}",
+                  limit=sorted({op, node, *etcd_members}),
+                  extravars={"remove_node": node, "provision_operator": op, "remove_node_kubernetes": is_k8s,
+                             "remove_node_etcd": is_etcd, "drain_node": node, "drain_force": force,
+                             "drain_timeout": timeout})
+    if node not in result.tasks or any(f.unreachable and f.host == node for f in result.failures):
         report.notes.append(f"{node} could not be reached: it was not reset; wipe or rebuild it before reuse")
 
     # The cluster without the node: the new state, the inventory, and the API endpoint's backends.
@@ -216,8 +215,8 @@ def add_nodes(cluster: Cluster, state_dir: Path, say: Say,
     report.runs += results
     for result in results:
         if not result.ok:
-            detail = "\n  ".join(f.line() for f in result.failures)
-            raise UserError(f"step '{titles.get(result.playbook, result.playbook)}' failed:\n  {detail}\n"
+            raise UserError(f"step '{titles.get(result.playbook, result.playbook)}' failed:\n"
+                            f"  {result.failure_lines()}\n"
                             "fix the cause and run `provision add-node` again")
     st.members = sorted(set(st.members) | set(names))
     st.removed = [r for r in st.removed if r not in names]

@@ -15,10 +15,9 @@ import time
 from pathlib import Path
 
 from provision import lifecycle, runner, topology
-from provision.cli import _spec_args, err, load, say
+from provision.cli import _progress, _spec_args, err, load, say
 from provision.errors import UserError
 from provision.inventory import jump_host
-from provision.progress import TaskProgress
 from provision.spec import Cluster
 
 BACKUP_PLAYBOOK = "etcd-backup.yml"
@@ -46,20 +45,12 @@ def _check(cluster: Cluster, state_dir: Path, verb: str) -> topology.Topology:
     return topo
 
 
-def _state_dir(cluster: Cluster, override: str | None) -> Path:
-    # absolute: ansible-runner reads a relative inventory path from its private dir, matches no host and
-    # reports success
-    return lifecycle.state_dir_for(cluster, override).absolute()
-
-
 def _run(cluster: Cluster, topo: topology.Topology, state_dir: Path, playbook: str, what: str,
          extravars: dict[str, str], hosts: list[str]) -> None:
-    progress = TaskProgress(lambda text, style: err.print(text, markup=False, style=style))
-    result = runner.run_playbook(state_dir, playbook, len(topo.nodes), progress, extravars=extravars,
+    result = runner.run_playbook(state_dir, playbook, len(topo.nodes), _progress(), extravars=extravars,
                                  jump=jump_host(cluster))
     if not result.ok:
-        detail = "\n  ".join(f.line() for f in result.failures)
-        raise UserError(f"{what} failed:\n  {detail}")
+        raise UserError(f"{what} failed:\n  {result.failure_lines()}")
     missed = [h for h in hosts if not result.tasks.get(h)]
     if missed:
         raise UserError(f"{what} ran no task on {', '.join(missed)}; check {state_dir / 'inventory'} "
@@ -80,7 +71,7 @@ def _write_private(source: Path, target: Path) -> None:
 
 def cmd_backup(args: argparse.Namespace) -> int:
     cluster = load(args.file)
-    state_dir = _state_dir(cluster, args.state_dir)
+    state_dir = lifecycle.state_dir_for(cluster, args.state_dir)
     topo = _check(cluster, state_dir, "backup")
     stamp = _stamp()
     snapshot = state_dir / "backups" / "etcd" / f"snapshot-{stamp}.db"
@@ -114,7 +105,7 @@ def _confirm(cluster: Cluster, members: list[str], snapshot: Path) -> None:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     cluster = load(args.file)
-    state_dir = _state_dir(cluster, args.state_dir)
+    state_dir = lifecycle.state_dir_for(cluster, args.state_dir)
     if cluster.spec.etcd.mode != "external":
         raise _stacked_refusal(cluster, "restore")
     snapshot = Path(args.snapshot).expanduser()

@@ -199,8 +199,7 @@ def _run_batch(batch: list[tuple[int, steps.Step]], topo: topology.Topology, sta
             step, result = failed[0]
             t0 = current[0][1] if current else t_start
             report.phases.append((step.title, time.monotonic() - t0, "failed"))
-            detail = "\n  ".join(f.line() for f in result.failures)
-            raise UserError(f"step '{step.title}' failed:\n  {detail}\n"
+            raise UserError(f"step '{step.title}' failed:\n  {result.failure_lines()}\n"
                             "fix the cause and run `provision up` again: finished steps are not redone")
         close_current()
         for step_id, index in ran.items():

@@ -48,6 +48,10 @@ class RunResult:
     changed_tasks: list[tuple[str, str]] = field(default_factory=list)  # (host, task)
     failed_hosts: set[str] = field(default_factory=set)
 
+    def failure_lines(self) -> str:
+        """One indented line per failed host, for an error message."""
+        return "\n  ".join(f.line() for f in self.failures)
+
 
 Progress = Callable[[str, dict[str, Any]], None]
 

@@ -17,6 +17,8 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from provision.errors import UserError
+
 FILE = "state.json"
 
 
@@ -42,8 +44,6 @@ def load(state_dir: Path) -> ClusterState:
     except FileNotFoundError:
         return ClusterState()
     except (OSError, ValueError) as exc:
-        from provision.errors import UserError
-
         raise UserError(f"cannot read {path}: {exc}; fix or remove the file") from None
     known = ClusterState.__dataclass_fields__
     return ClusterState(**{k: v for k, v in raw.items() if k in known})

@@ -31,6 +31,8 @@ INOTIFY_LIMIT = Path("/proc/sys/fs/inotify/max_user_instances")
 
 def check_inotify(new_nodes: int) -> None:
     """Refuse, before any node starts, to boot more nodes than the host's inotify limit lets systemd run in."""
+    if not new_nodes:  # a re-run boots nothing: no need to count every process's file descriptors
+        return
     try:
         limit = int(INOTIFY_LIMIT.read_text())
     except (OSError, ValueError):
@@ -42,7 +44,7 @@ def check_inotify(new_nodes: int) -> None:
         except OSError:
             continue
     need = INOTIFY_PER_NODE * new_nodes
-    if new_nodes and in_use + need > limit:
+    if in_use + need > limit:
         raise UserError(f"{new_nodes} new node(s) need about {need} inotify instances (systemd runs in each) but "
                         f"fs.inotify.max_user_instances is {limit} with {in_use} in use: nodes would hang while "
                         f"booting; raise it first: sysctl -w fs.inotify.max_user_instances={max(1024, 2 * (in_use + need))}")
