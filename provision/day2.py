@@ -156,6 +156,7 @@ def remove_node(cluster: Cluster, state_dir: Path, node: str, say: Say, force: b
     if st.init_node == node:
         st.init_node = op
     state.save(state_dir, st)
+    runner.forget_facts(state_dir, [node])
     smaller = topology.build(cluster, st.init_node, exclude=st.removed)
     provider = for_topology(topo, state_dir)
     inventory.write(inventory.render(smaller, provider.connections()), state_dir)

@@ -79,6 +79,14 @@ def reach_all(topo: topology.Topology, state_dir: Path, conns: dict[str, Connect
     say(f"SSH reaches all {len(results)} node(s)")
 
 
+def forget_new_machines(state_dir: Path, conns: dict[str, Connection], keys_before: dict[str, str]) -> None:
+    """A node whose host key is new or changed is a machine made anew: Ansible's cached facts of it are stale."""
+    keys = ssh.pinned(state_dir / "known_hosts")
+    runner.forget_facts(state_dir, [node for node, c in conns.items()
+                                    if keys.get(ssh.known_host_name(c.host, c.port))
+                                    != keys_before.get(ssh.known_host_name(c.host, c.port))])
+
+
 def verify(cluster: Cluster, state_dir: Path, workloads: bool = True) -> list[verify_mod.Check]:
     """Ask the API server whether the cluster works (see provision.verify)."""
     kubeconfig = state_dir / "kubeconfig"
@@ -109,6 +117,7 @@ def up(cluster: Cluster, state_dir: Path, say: Say, progress: runner.Progress | 
         inventory.write(inventory.render(topo, provider.connections()), state_dir)
     chosen = [(i, step) for i, step in enumerate(plan, 1)
               if not ((only and step.id not in only) or (skip and step.id in skip))]
+    keys_before = ssh.pinned(state_dir / "known_hosts")
     batch: list[tuple[int, steps.Step]] = []  # consecutive Ansible steps: run together, in one ansible-playbook
     for i, step in chosen:
         if step.id not in ("machines", "ssh", "verify"):
@@ -125,6 +134,8 @@ def up(cluster: Cluster, state_dir: Path, say: Say, progress: runner.Progress | 
             inventory.write(files, state_dir)
         elif step.id == "ssh":
             reach_all(topo, state_dir, provider.connections(), say)
+        if step.id in ("machines", "ssh"):
+            forget_new_machines(state_dir, provider.connections(), keys_before)
         else:
             report.checks = verify(cluster, state_dir)
             failed = [c for c in report.checks if not c.ok]

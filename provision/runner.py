@@ -13,7 +13,7 @@ import shlex
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,16 @@ def close_connections(state_dir: Path) -> int:
     return closed
 
 
+def forget_facts(state_dir: Path, nodes: Iterable[str]) -> None:
+    """Drop the cached facts of these nodes (a machine made anew, or one that left the cluster)."""
+    cache = state_dir / "facts"
+    names = set(nodes)
+    if cache.is_dir():
+        for path in cache.iterdir():  # ansible-core names each file by host, perhaps after a prefix and "_"
+            if path.name in names or path.name.split("_", 1)[-1] in names:
+                path.unlink(missing_ok=True)
+
+
 def environment(state_dir: Path, nodes: int, jump: Connection | None = None) -> dict[str, str]:
     return {
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir(state_dir)),
@@ -99,10 +109,11 @@ def environment(state_dir: Path, nodes: int, jump: Connection | None = None) -> 
         "ANSIBLE_HOST_KEY_CHECKING": "True",
         "ANSIBLE_SSH_ARGS": ssh_args(state_dir / "known_hosts", jump),
         "ANSIBLE_PIPELINING": "True",
+        # no terminal for `raw` reads: their stdout stays apart from stderr (pipelining already rules out
+        # sudo's requiretty)
+        "ANSIBLE_SSH_USETTY": "False",
         "ANSIBLE_FORKS": str(max(5, min(50, nodes))),
         "ANSIBLE_GATHERING": "smart",
-        "ANSIBLE_CACHE_PLUGIN": "ansible.builtin.jsonfile",
-        "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(state_dir / "facts"),
         "ANSIBLE_CACHE_PLUGIN_TIMEOUT": "3600",
         "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3",
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
@@ -205,7 +216,9 @@ def steps_playbook(steps: list[tuple[str, str]]) -> list[dict[str, Any]]:
                 {"name": MARKER + step_id + MARKER_BEGINS,
                  "ansible.builtin.assert": {
                      "that": "ansible_play_hosts | length == ansible_play_hosts_all | length",
-                     "fail_msg": "an earlier step failed on a host: stopping", "quiet": True}},
+                     "fail_msg": "an earlier step failed on a host: stopping", "quiet": True},
+                 # one check, not one per host (a failed run_once task ends the run for every host)
+                 "run_once": True},
             ]})
         plays.append({"ansible.builtin.import_playbook": str(PLAYBOOKS / playbook)})
     return plays
@@ -281,6 +294,10 @@ def _run(state_dir: Path, playbook: Path, collector: _Collector, nodes: int, ext
             cancel_callback=interrupt.cancel,
             quiet=True,
             rotate_artifacts=3,
+            # ansible-runner points the fact cache into each run's artifacts by default (so every run gathered
+            # facts again): keep it in the state dir, where the next run finds it (an absolute path wins)
+            fact_cache=str(state_dir / "facts"),
+            fact_cache_type="jsonfile",
             suppress_env_files=True,
         )
     finally:

@@ -64,6 +64,14 @@ def _replace_entry(known_hosts: Path, name: str, entry: str) -> None:
         os.chmod(known_hosts, 0o600)
 
 
+def pinned(known_hosts: Path) -> dict[str, str]:
+    """The pinned host keys: known_hosts name -> 'TYPE BASE64'."""
+    if not known_hosts.exists():
+        return {}
+    parts = (ln.split() for ln in known_hosts.read_text().splitlines())
+    return {p[0]: " ".join(p[1:3]) for p in parts if len(p) >= 3}
+
+
 def forget_hosts(known_hosts: Path, names: Iterable[str]) -> None:
     if not known_hosts.exists():
         return
