@@ -1,8 +1,9 @@
 """Runner: run one playbook against the rendered inventory with ansible-runner, and report as it goes.
 
 Ansible is tuned here, once, for every playbook: pipelining, SSH ControlPersist, pinned host keys
-(StrictHostKeyChecking=yes against the state dir's known_hosts), a fact cache, forks sized to the node count,
-and a fixed Python interpreter so no discovery round trip is made.
+(StrictHostKeyChecking=yes against the state dir's known_hosts), a fact cache kept in the state dir across runs
+(a machine made anew has its facts dropped: `forget_facts`), forks sized to the node count, and a fixed Python
+interpreter so no discovery round trip is made.
 """
 
 from __future__ import annotations

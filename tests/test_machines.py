@@ -50,9 +50,20 @@ def test_up_reaches_three_nodes_and_destroy_leaves_nothing(need_nodes: None, tmp
         status = provision("status", "-f", str(spec_path), env=env)
         assert status.returncode == 0 and status.stdout.count("running") == 3, status.stdout
 
+        # Facts stay cached in the state dir between runs; a machine made anew (new host key) has its facts
+        # gathered again, the others are not gathered again.
+        def facts_mtime(node: str) -> float:
+            found = [p for p in (state / "facts").iterdir() if p.name.endswith(node)]
+            assert len(found) == 1, f"cached facts of {node}: {found}"
+            return found[0].stat().st_mtime
+
+        kept, remade = facts_mtime("pt-up3-cp1"), facts_mtime("pt-up3-w2")
+        docker_out("rm", "-f", "pt-up3-w2")
         again = provision("up", "-f", str(spec_path), *steps, env=env)  # re-running is safe
         assert again.returncode == 0, again.stderr
         assert "0 change(s)" in again.stdout
+        assert facts_mtime("pt-up3-cp1") == kept
+        assert facts_mtime("pt-up3-w2") > remade
     finally:
         down = provision("destroy", "-f", str(spec_path), env=env)
     assert down.returncode == 0, down.stderr
