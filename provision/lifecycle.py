@@ -132,9 +132,9 @@ def up(cluster: Cluster, state_dir: Path, say: Say, progress: runner.Progress | 
             conns = provider.create()
             files = inventory.render(topo, conns)
             inventory.write(files, state_dir)
+            forget_new_machines(state_dir, conns, keys_before)
         elif step.id == "ssh":
             reach_all(topo, state_dir, provider.connections(), say)
-        if step.id in ("machines", "ssh"):
             forget_new_machines(state_dir, provider.connections(), keys_before)
         else:
             report.checks = verify(cluster, state_dir)

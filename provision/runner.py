@@ -205,10 +205,10 @@ MARKER_BEGINS = ": begins"
 
 
 def steps_playbook(steps: list[tuple[str, str]]) -> list[dict[str, Any]]:
-    """One playbook for several steps: before each step's playbook a marker play of one local check per host
+    """One playbook for several steps: before each step's playbook a marker play of one local check (run once)
     that says where the run is (its events carry the step's id) and stops the whole run when an earlier step
-    lost a host (the check then fails on every remaining host, and Ansible ends a run once no host is left), as
-    separate runs would."""
+    lost a host (a failed run_once task fails every host of the play, and Ansible ends a run once no host is
+    left), as separate runs would."""
     plays: list[dict[str, Any]] = []
     for step_id, playbook in steps:
         plays.append({
