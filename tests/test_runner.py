@@ -1,0 +1,57 @@
+"""The runner's batching of several steps into one ansible-playbook run, on three local hosts (Ansible's local
+connection: no nodes needed). A host lost in one step must stop every later step on every host, as separate
+runs did."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+
+from provision import runner
+
+
+def test_a_failed_host_stops_every_later_step(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    (state / "inventory").mkdir(parents=True)
+    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    (state / "inventory" / "hosts.yml").write_text(
+        yaml.safe_dump({"all": {"hosts": {h: dict(local) for h in ("a", "b", "c")}}}))
+    first, second = tmp_path / "first.yml", tmp_path / "second.yml"
+    first.write_text(yaml.safe_dump([{
+        "hosts": "all", "gather_facts": False,
+        "tasks": [{"name": "Fail on b", "ansible.builtin.fail": {"msg": "b broke"},
+                   "when": "inventory_hostname == 'b'"}]}]))
+    second.write_text(yaml.safe_dump([{
+        "hosts": "all", "gather_facts": False,
+        "tasks": [{"name": "Leave a trace", "ansible.builtin.file": {
+            "path": str(tmp_path) + "/ran-{{ inventory_hostname }}", "state": "touch", "mode": "0644"}}]}]))
+
+    results = runner.run_steps(state, [("first", str(first)), ("second", str(second))], 3)
+
+    assert [r.playbook for r in results] == ["first"], "the second step began after a host failed"
+    assert [(f.host, f.task) for f in results[0].failures] == [("b", "Fail on b")]
+    assert not list(tmp_path.glob("ran-*")), "the second step ran on the hosts that were left"
+
+
+def test_steps_run_in_order_on_every_host_when_none_fails(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    (state / "inventory").mkdir(parents=True)
+    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    (state / "inventory" / "hosts.yml").write_text(
+        yaml.safe_dump({"all": {"hosts": {h: dict(local) for h in ("a", "b")}}}))
+    steps = []
+    for name in ("one", "two"):
+        path = tmp_path / f"{name}.yml"
+        path.write_text(yaml.safe_dump([{
+            "hosts": "all", "gather_facts": False,
+            "tasks": [{"name": "Leave a trace", "ansible.builtin.file": {
+                "path": f"{tmp_path}/{name}-{{{{ inventory_hostname }}}}", "state": "touch", "mode": "0644"}}]}]))
+        steps.append((name, str(path)))
+
+    results = runner.run_steps(state, steps, 2)
+
+    assert [r.playbook for r in results] == ["one", "two"]
+    assert all(r.ok and sorted(r.tasks) == ["a", "b"] for r in results)
+    assert sorted(p.name for p in tmp_path.glob("*-?")) == ["one-a", "one-b", "two-a", "two-b"]
