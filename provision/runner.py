@@ -93,9 +93,14 @@ def close_connections(state_dir: Path) -> int:
     return closed
 
 
+def facts_dir(state_dir: Path) -> Path:
+    """Where Ansible's fact cache (jsonfile) keeps the nodes' facts between runs."""
+    return state_dir / "facts"
+
+
 def forget_facts(state_dir: Path, nodes: Iterable[str]) -> None:
     """Drop the cached facts of these nodes (a machine made anew, or one that left the cluster)."""
-    cache = state_dir / "facts"
+    cache = facts_dir(state_dir)
     names = set(nodes)
     if cache.is_dir():
         for path in cache.iterdir():  # ansible-core names each file by host, perhaps after a prefix and "_"
@@ -136,7 +141,8 @@ class _Collector:
         self.progress = progress
         self.began = began
         self.last: dict[str, tuple[str, HostFailure | None]] = {}  # host -> (step, failure of its last task)
-        self.stats_failed: set[str] = set()
+        self.last_failure: dict[str, tuple[str, HostFailure]] = {}  # host -> (step, its latest failure)
+        self.stats_failed: set[str] | None = None  # failed or unreachable hosts, from Ansible's closing stats
         self.begun: set[str] = set()
 
     def _start(self, name: str) -> RunResult:
@@ -173,8 +179,7 @@ class _Collector:
                     msg = "hidden (no_log); re-run with the task's secret-free check to see more"
                 failure = HostFailure(host, task, " ".join(str(msg).split())[:400], kind == "runner_on_unreachable")
                 result.failures.append(failure)
-            # A host whose failure a block's rescue handled goes on running tasks: only a failure that is the
-            # host's last task is the host's failure.
+                self.last_failure[host] = (result.playbook, failure)
             self.last[host] = (result.playbook, failure)
         if kind == "runner_on_ok" and data.get("res", {}).get("changed"):
             result.changed_tasks.append((host, task))  # `changed` survives no_log (Ansible keeps it)
@@ -186,10 +191,18 @@ class _Collector:
         return True
 
     def finish(self, status: str, stdout_tail: str) -> list[RunResult]:
+        # A host whose failure a block's rescue handled goes on running tasks, and so does one whose failure is
+        # followed by the block's `always` tasks: Ansible's closing stats say which hosts failed, and a failed
+        # host's failure is its latest one. Without stats (the run was cut short), a failure counts only when it
+        # was the host's last task.
         for result in self.results.values():
             result.status = status
-            result.failures = [f for f in result.failures
-                               if self.last.get(f.host, ("", None)) == (result.playbook, f)]
+            if self.stats_failed is not None:
+                result.failures = [f for f in result.failures if f.host in self.stats_failed
+                                   and self.last_failure.get(f.host) == (result.playbook, f)]
+            else:
+                result.failures = [f for f in result.failures
+                                   if self.last.get(f.host, ("", None)) == (result.playbook, f)]
             result.failed_hosts = {f.host for f in result.failures}
             result.ok = not result.failures
         failed_any = any(r.failures for r in self.results.values())
@@ -297,7 +310,7 @@ def _run(state_dir: Path, playbook: Path, collector: _Collector, nodes: int, ext
             rotate_artifacts=3,
             # ansible-runner points the fact cache into each run's artifacts by default (so every run gathered
             # facts again): keep it in the state dir, where the next run finds it (an absolute path wins)
-            fact_cache=str(state_dir / "facts"),
+            fact_cache=str(facts_dir(state_dir)),
             fact_cache_type="jsonfile",
             suppress_env_files=True,
         )

@@ -53,7 +53,7 @@ def test_up_reaches_three_nodes_and_destroy_leaves_nothing(need_nodes: None, tmp
         # Facts stay cached in the state dir between runs; a machine made anew (new host key) has its facts
         # gathered again, the others are not gathered again.
         def facts_mtime(node: str) -> float:
-            found = [p for p in (state / "facts").iterdir() if p.name.endswith(node)]
+            found = [p for p in runner.facts_dir(state).iterdir() if p.name.endswith(node)]
             assert len(found) == 1, f"cached facts of {node}: {found}"
             return found[0].stat().st_mtime
 

@@ -55,3 +55,28 @@ def test_steps_run_in_order_on_every_host_when_none_fails(tmp_path: Path) -> Non
     assert [r.playbook for r in results] == ["one", "two"]
     assert all(r.ok and sorted(r.tasks) == ["a", "b"] for r in results)
     assert sorted(p.name for p in tmp_path.glob("*-?")) == ["one-a", "one-b", "two-a", "two-b"]
+
+
+def test_a_failure_is_reported_after_a_rescue_and_always_tasks(tmp_path: Path) -> None:
+    """The roles explain a failure in a block's rescue and clean up in its `always` (kubeadm_join removes the join
+    configuration, which carries the token): the explanation is the host's failure, though a task ran after it.
+    A failure the rescue handled is no failure."""
+    state = tmp_path / "state"
+    (state / "inventory").mkdir(parents=True)
+    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    (state / "inventory" / "hosts.yml").write_text(
+        yaml.safe_dump({"all": {"hosts": {h: dict(local) for h in ("a", "b")}}}))
+    play = tmp_path / "play.yml"
+    play.write_text(yaml.safe_dump([{
+        "hosts": "all", "gather_facts": False,
+        "tasks": [{"block": [{"name": "Break", "ansible.builtin.fail": {"msg": "raw failure"}}],
+                   "rescue": [{"name": "Explain", "ansible.builtin.fail": {"msg": "explained on b"},
+                               "when": "inventory_hostname == 'b'"}],
+                   "always": [{"name": "Clean up", "ansible.builtin.file": {
+                       "path": str(tmp_path) + "/cleaned-{{ inventory_hostname }}", "state": "touch",
+                       "mode": "0644"}}]}]}]))
+
+    results = runner.run_steps(state, [("play", str(play))], 2)
+
+    assert [(f.host, f.task, f.message) for f in results[0].failures] == [("b", "Explain", "explained on b")]
+    assert sorted(p.name for p in tmp_path.glob("cleaned-*")) == ["cleaned-a", "cleaned-b"]
