@@ -165,6 +165,32 @@ def ansible_env() -> dict[str, str]:
             "ANSIBLE_LOCALHOST_WARNING": "False", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "False"}
 
 
+@pytest.mark.parametrize(("version_line", "unpack"), [
+    ("version containerd github.com/containerd/containerd/v2 v2.1.4 75cb2b7193e4e490e9fbdc236c0e811ccaba3376", False),
+    ("version containerd github.com/containerd/containerd 2.1.4~ds1 2.1.4~ds1-1", False),
+    ("version containerd github.com/containerd/containerd/v2 v2.1.40 0123abcd", True),
+    ("version containerd github.com/containerd/containerd/v2 v2.2.1 0123abcd", True),
+    ("version none", True),
+])
+def test_containerd_unpacks_a_release_only_when_the_probe_found_another_version(
+        version_line: str, unpack: bool, tmp_path: Path) -> None:
+    """installed-version.yml, run by Ansible on a probe's output: the release/artifacts paths unpack only when
+    the version the probe read is not the wanted one."""
+    play = tmp_path / "play.yml"
+    out = tmp_path / "needs-unpack"
+    play.write_text(yaml.safe_dump([{
+        "hosts": "localhost", "gather_facts": False,
+        "vars": {"containerd_release_version": "2.1.4",
+                 "containerd_probe": {"stdout_lines": ["package absent", version_line, "service none"]}},
+        "tasks": [{"ansible.builtin.include_tasks": str(ROLES / "containerd" / "tasks" / "installed-version.yml")},
+                  {"ansible.builtin.copy": {"content": "{{ containerd_needs_unpack | bool }}", "dest": str(out),
+                                            "mode": "0644"}}]}]))
+    proc = subprocess.run([sys.executable, "-m", "ansible.cli.playbook", "-i", "localhost,", "-c", "local",
+                           "-e", f"ansible_python_interpreter={sys.executable}", str(play)], capture_output=True, text=True, env=ansible_env(), timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert out.read_text() == str(unpack)
+
+
 @pytest.mark.parametrize("playbook", sorted(p.name for p in PLAYBOOKS.glob("*.yml")))
 def test_playbook_syntax(playbook: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "ansible.cli.playbook", "--syntax-check", "-i", "localhost,",
