@@ -82,9 +82,8 @@ def reach_all(topo: topology.Topology, state_dir: Path, conns: dict[str, Connect
 def forget_new_machines(state_dir: Path, conns: dict[str, Connection], keys_before: dict[str, str]) -> None:
     """A node whose host key is new or changed is a machine made anew: Ansible's cached facts of it are stale."""
     keys = ssh.pinned(state_dir / "known_hosts")
-    runner.forget_facts(state_dir, [node for node, c in conns.items()
-                                    if keys.get(ssh.known_host_name(c.host, c.port))
-                                    != keys_before.get(ssh.known_host_name(c.host, c.port))])
+    names = {node: ssh.known_host_name(c.host, c.port) for node, c in conns.items()}
+    runner.forget_facts(state_dir, [node for node, name in names.items() if keys.get(name) != keys_before.get(name)])
 
 
 def verify(cluster: Cluster, state_dir: Path, workloads: bool = True) -> list[verify_mod.Check]:

@@ -180,6 +180,7 @@ def test_containerd_unpacks_a_release_only_when_the_probe_found_another_version(
     out = tmp_path / "needs-unpack"
     play.write_text(yaml.safe_dump([{
         "hosts": "localhost", "gather_facts": False,
+        "vars_files": [str(ROLES / "containerd" / "vars" / "main.yml")],
         "vars": {"containerd_release_version": "2.1.4",
                  "containerd_probe": {"stdout_lines": ["package absent", version_line, "service none"]}},
         "tasks": [{"ansible.builtin.include_tasks": str(ROLES / "containerd" / "tasks" / "installed-version.yml")},
