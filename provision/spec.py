@@ -11,6 +11,7 @@ import copy
 import ipaddress
 import re
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +27,7 @@ TOPOLOGIES = ("all-in-one", "single-master", "multi-master", "ha")
 CNIS = ("calico", "flannel", "cilium", "weave")
 LEGACY_CNIS = ("weave",)
 NODE_ROLES = ("control-plane", "worker", "etcd", "loadbalancer")
+API_SERVER_PORT = 6443  # where kubeadm's API servers listen (InitConfiguration's bindPort)
 
 # RFC 1123 label: what a hostname, a Kubernetes node name and a Docker container name all accept.
 # Anchored with \Z, not $ (which also matches before a trailing newline); [0-9], not \d (any Unicode digit).
@@ -536,6 +538,15 @@ def vagrant_backend(spec: ClusterSpec) -> str | None:
     return spec.provider.vagrant.backend if spec.provider.vagrant else "libvirt"
 
 
+def refuse_load_balancer_on_api_server_port(spec: ClusterSpec, i: int, add: Callable[[Problem], None]) -> None:
+    """A host that is both a control plane and a load balancer: haproxy would listen on the API server's own port."""
+    host = (spec.hosts or [])[i]
+    if {"control-plane", "loadbalancer"} <= set(host.roles) and spec.endpoint.port == API_SERVER_PORT:
+        add(Problem(f"hosts[{i}].roles", f"{host.name} is a control plane and a load balancer: haproxy "
+                    f"would take port {API_SERVER_PORT}, where its API server listens",
+                    "set endpoint.port to another port (e.g. 8443), or put the load balancer on its own host"))
+
+
 def role_counts(spec: ClusterSpec) -> dict[str, int]:
     if spec.hosts is not None:
         return {r: sum(r in h.roles for h in spec.hosts) for r in NODE_ROLES}
@@ -634,6 +645,7 @@ def check(spec: ClusterSpec) -> list[Problem]:
             if not POSIX_USER.match(h.user):
                 add(Problem(f"hosts[{i}].user", f"{shown(h.user)} is not a valid user name",
                             "use a POSIX user name such as 'debian'"))
+            refuse_load_balancer_on_api_server_port(spec, i, add)
 
     counts = role_counts(spec)
     cps, workers, etcds, lbs = (counts["control-plane"], counts["worker"], counts["etcd"],

@@ -33,7 +33,8 @@ class Api(Protocol):
     def nodes(self) -> list[dict[str, Any]]: ...
     def pods(self, namespace: str) -> list[dict[str, Any]]: ...
     def apply(self, manifest: dict[str, Any]) -> None: ...
-    def proxy_get(self, namespace: str, pod: str, port: int, path: str) -> str: ...
+    def proxy_get(self, namespace: str, pod: str, port: int, path: str, query: list[tuple[str, str]]) -> str: ...
+    def namespace_exists(self, name: str) -> bool: ...
     def delete_namespace(self, name: str) -> None: ...
 
 
@@ -94,9 +95,29 @@ def workload_manifests(replicas: int) -> list[dict[str, Any]]:
     ]
 
 
+def wait_namespace_gone(api: Api, name: str, timeout: float = 120,
+                        sleep: Callable[[float], None] = time.sleep) -> None:
+    """A namespace being deleted (an earlier verify's) refuses new content with 403 until it is gone."""
+    deadline = time.monotonic() + timeout
+    while api.namespace_exists(name):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"namespace {name} is still being deleted after {timeout:.0f}s")
+        sleep(1)
+
+
+def agnhost_output(raw: str) -> str:
+    """agnhost netexec's /shell answers {"output": ..., "error": ...}."""
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        return raw
+    return f"{answer.get('output', '')}{answer.get('error', '')}" if isinstance(answer, dict) else raw
+
+
 def check_workloads(api: Api, schedulable: int, timeout: float = 300,
                     sleep: Callable[[float], None] = time.sleep) -> list[Check]:
     replicas = 2 if schedulable >= 2 else 1
+    wait_namespace_gone(api, NAMESPACE, sleep=sleep)
     for manifest in workload_manifests(replicas):
         api.apply(manifest)
     deadline = time.monotonic() + timeout
@@ -113,12 +134,12 @@ def check_workloads(api: Api, schedulable: int, timeout: float = 300,
     web_nodes = {p["spec"].get("nodeName") for p in pods if p["metadata"]["name"] != "client"}
     client_node = next(p["spec"].get("nodeName") for p in pods if p["metadata"]["name"] == "client")
     checks = []
-    dns = api.proxy_get(NAMESPACE, "client", 8080, "shell?cmd=nslookup%20kubernetes.default")
+    dns = agnhost_output(api.proxy_get(NAMESPACE, "client", 8080, "shell", [("cmd", "nslookup kubernetes.default")]))
     resolved = "kubernetes.default" in dns and "NXDOMAIN" not in dns and "can't" not in dns
     checks.append(Check("DNS", resolved, "kubernetes.default resolves" if resolved else f"lookup failed: {dns[:200]}"))
     host = f"web.{NAMESPACE}.svc.cluster.local"
-    raw = api.proxy_get(NAMESPACE, "client", 8080,
-                        f"dial?request=hostname&protocol=http&host={host}&port=80&tries=10")
+    raw = api.proxy_get(NAMESPACE, "client", 8080, "dial", [
+        ("request", "hostname"), ("protocol", "http"), ("host", host), ("port", "80"), ("tries", "10")])
     try:
         answers = set(json.loads(raw).get("responses") or [])
     except ValueError:
@@ -175,8 +196,35 @@ class KubeApi:
             if not all(getattr(e, "status", None) == 409 for e in exc.api_exceptions):
                 raise
 
-    def proxy_get(self, namespace: str, pod: str, port: int, path: str) -> str:
-        return str(self._core.connect_get_namespaced_pod_proxy_with_path(f"{pod}:{port}", namespace, path))
+    def proxy_get(self, namespace: str, pod: str, port: int, path: str, query: list[tuple[str, str]]) -> str:
+        """GET through the API server's pod proxy with a query string. The generated
+        connect_get_namespaced_pod_proxy_with_path percent-encodes its path argument ('?' and '=' too), so a query
+        written into it reaches the pod as part of the path: the request is built here instead."""
+        resource = f"/api/v1/namespaces/{{namespace}}/pods/{{name}}/proxy/{path}"
+        params = {"namespace": namespace, "name": f"{pod}:{port}"}
+        headers = {"Accept": "*/*"}
+        if hasattr(self._api, "param_serialize"):  # kubernetes >= 37
+            request = self._api.param_serialize(method="GET", resource_path=resource, path_params=params,
+                                                query_params=query, header_params=headers,
+                                                auth_settings=["BearerToken"])
+            response = self._api.call_api(*request, _request_timeout=60)
+            response.read()
+            if not 200 <= response.status < 300:
+                raise self._client.exceptions.ApiException(status=response.status, reason=response.reason)
+            return bytes(response.data).decode(errors="replace")
+        response = self._api.call_api(resource, "GET", path_params=params, query_params=query,
+                                      header_params=headers, auth_settings=["BearerToken"],
+                                      _preload_content=False, _return_http_data_only=True, _request_timeout=60)
+        return bytes(response.data).decode(errors="replace")
+
+    def namespace_exists(self, name: str) -> bool:
+        try:
+            self._core.read_namespace(name)
+        except self._client.exceptions.ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     def delete_namespace(self, name: str) -> None:
         try:

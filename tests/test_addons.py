@@ -63,7 +63,8 @@ def role_vars(role: str, **given: Any) -> dict[str, Any]:
     """The role's defaults and vars, resolved like Ansible would for the given inventory variables."""
     raw: dict[str, Any] = {}
     for part in ("defaults", "vars"):
-        raw.update(yaml.safe_load((ROLES / role / part / "main.yml").read_text()) or {})
+        path = ROLES / role / part / "main.yml"
+        raw.update((yaml.safe_load(path.read_text()) if path.exists() else None) or {})
     out: dict[str, Any] = dict(given)
     pending = {k: v for k, v in raw.items() if k not in out}
     for _ in range(len(pending) + 1):
@@ -117,11 +118,41 @@ def test_calico_options() -> None:
     assert (pool["name"], pool["cidr"], pool["encapsulation"]) == ("default-ipv6-ippool", "fd00:10::/56", "VXLAN")
 
 
-def test_calico_operator_url_is_the_pinned_release() -> None:
+def test_calico_urls_are_the_pinned_release_crds_first() -> None:
     ctx = role_vars("cni", cni="calico", cni_version="v3.31.0", **FACTS)
-    assert ctx["cni_calico_operator_url"] == \
-        "https://raw.githubusercontent.com/projectcalico/calico/v3.31.0/manifests/tigera-operator.yaml"
+    base = "https://raw.githubusercontent.com/projectcalico/calico/v3.31.0/manifests"
+    assert ctx["cni_upstream_files"]["calico"] == [
+        {"name": "operator-crds.yaml", "url": f"{base}/operator-crds.yaml"},
+        {"name": "tigera-operator.yaml", "url": f"{base}/tigera-operator.yaml"}]
     assert ctx["cni_dir"] == "/var/cache/provision/manifests/calico/v3.31.0"
+
+
+def test_calico_standins_split_the_crds_like_upstream() -> None:
+    """Since Calico 3.30 operator-crds.yaml holds every CRD and tigera-operator.yaml none: an install that applies
+    only the operator's manifest must find no CRD to wait for (the kubectl double then fails with NotFound)."""
+    files = addon_files()
+    crds = [d for d in yaml.safe_load_all(files["manifests/calico/operator-crds.yaml"]) if d]
+    operator = [d for d in yaml.safe_load_all(files["manifests/calico/tigera-operator.yaml"]) if d]
+    assert {d["kind"] for d in crds} == {"CustomResourceDefinition"}
+    assert {"installations.operator.tigera.io", "apiservers.operator.tigera.io", "goldmanes.operator.tigera.io",
+            "whiskers.operator.tigera.io"} <= {d["metadata"]["name"] for d in crds}
+    assert "CustomResourceDefinition" not in {d["kind"] for d in operator}
+
+
+@pytest.mark.parametrize(("mode", "dataplane"), [("nftables", "Nftables"), ("iptables", "Iptables")])
+def test_calico_dataplane_follows_kube_proxy_and_nodes_use_their_internal_ip(mode: str, dataplane: str) -> None:
+    ctx = role_vars("cni", cni="calico", kube_proxy_mode=mode, **FACTS)
+    network = render_template("cni", "calico-custom-resources.yaml.j2", ctx)[0]["spec"]["calicoNetwork"]
+    assert network["linuxDataplane"] == dataplane
+    assert network["nodeAddressAutodetectionV4"] == {"kubernetes": "NodeInternalIP"}
+
+
+def test_kube_proxy_mode_is_one_setting_for_kubeadm_and_the_cni() -> None:
+    """kubeadm's KubeProxyConfiguration and Calico's data plane read the same group_vars value."""
+    group_vars = (ROOT / "templates/group_vars/all.yml.j2").read_text()
+    assert re.search(r"(?m)^kube_proxy_mode: nftables$", group_vars)
+    for role, key in (("kubeadm_init", "kubeadm_init_kube_proxy_mode"), ("cni", "cni_kube_proxy_mode")):
+        assert role_vars(role, kube_proxy_mode="iptables", **FACTS).get(key) == "iptables", role
 
 
 def test_cilium_values_and_helm_template_arguments() -> None:

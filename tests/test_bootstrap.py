@@ -123,12 +123,18 @@ def check_contract(topo: topology.Topology) -> dict[str, list[dict[str, Any]]]:
     else:
         assert "local" in cluster["etcd"]
     assert init_docs["KubeletConfiguration"]["cgroupDriver"] == "systemd"
-    # safe defaults, as kubeadm read them: no anonymous API or kubelet access, the kubelet asks the API server
-    # who may do what, and external etcd is reached over TLS with a client certificate
-    assert {"name": "anonymous-auth", "value": "false"} in cluster["apiServer"]["extraArgs"]
+    # safe defaults, as kubeadm read them: the API server keeps kubeadm's anonymous access to its health endpoints
+    # (its probes and the load balancers' checks are anonymous: the fake API server answers 401 without it), no
+    # anonymous kubelet access, the kubelet asks the API server who may do what, and external etcd is reached over
+    # TLS with a client certificate
+    assert not any(a["name"] in ("anonymous-auth", "authentication-config")
+                   for a in cluster["apiServer"]["extraArgs"])
     kubelet = init_docs["KubeletConfiguration"]
     assert kubelet["authentication"]["anonymous"]["enabled"] is False
     assert kubelet["authorization"]["mode"] == "Webhook"
+    # docker nodes see the host's disk: no image GC or eviction from the host's usage (as kind's nodes)
+    assert kubelet["imageGCHighThresholdPercent"] == 100
+    assert kubelet["evictionHard"] == {"nodefs.available": "0%", "nodefs.inodesFree": "0%", "imagefs.available": "0%"}
     if s.etcd.mode == "external":
         ext = cluster["etcd"]["external"]
         assert all(e.startswith("https://") for e in ext["endpoints"])
@@ -171,6 +177,16 @@ def scan_for_secrets(secrets: list[str], outputs: list[str], state: Path, topo: 
             assert secret not in logs, f"a secret is in a log on {node}"
 
 
+def check_anonymous_access(node: str) -> None:
+    """What an unauthenticated client gets from the API server (the kubelet's probes, kubeadm's control-plane
+    check, haproxy's health check): the health endpoints answer, everything else is forbidden."""
+    def code(path: str) -> str:
+        return docker_out("exec", node, "curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}",
+                          f"https://127.0.0.1:6443{path}").strip()
+    assert [code(p) for p in ("/livez", "/readyz", "/healthz")] == ["200"] * 3
+    assert code("/api/v1/nodes") == "403"
+
+
 @pytest.mark.parametrize("sample", SAMPLES)
 def test_up_end_to_end(sample: str, need_nodes: None, artifacts: Path, tmp_path: Path) -> None:
     path = sample_spec(sample, tmp_path, artifacts)
@@ -184,6 +200,7 @@ def test_up_end_to_end(sample: str, need_nodes: None, artifacts: Path, tmp_path:
         assert up.returncode == 0, up.stderr[-3000:]
         assert "kubeadm init" in up.stderr and f"cluster {cluster.name} up in" in up.stdout
         check_contract(topo)
+        check_anonymous_access(topo.groups["control_plane"][0])
         kubeconfig = state / "kubeconfig"
         assert kubeconfig.exists() and oct(kubeconfig.stat().st_mode & 0o777) == "0o600"
         outputs = [up.stdout, up.stderr]

@@ -76,6 +76,13 @@ CASES: list[tuple[str, str, str]] = [
     ("nodes-is-list", BASE + "nodes: [1, 2]\n", "nodes"),
     ("vip-not-ip", BASE.replace("single-master", "ha") + "endpoint: {type: vip, address: lb.example.com}\n",
      "endpoint.address"),
+    # haproxy on a control plane would take the API server's port 6443 (kubeadm's preflight: port in use)
+    ("lb-on-api-server-port", BASE.replace("single-master", "ha")
+     + "endpoint: {type: vip, address: 192.0.2.100}\netcd: {mode: stacked}\nprovider: {type: static}\nhosts:\n"
+     "  - {name: cp1, address: 192.0.2.10, roles: [control-plane, loadbalancer]}\n"
+     "  - {name: cp2, address: 192.0.2.11, roles: [control-plane]}\n"
+     "  - {name: cp3, address: 192.0.2.12, roles: [control-plane]}\n"
+     "  - {name: lb2, address: 192.0.2.13, roles: [loadbalancer]}\n", "hosts[0].roles"),
 ]
 
 

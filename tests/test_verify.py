@@ -7,9 +7,11 @@ nodes are Ready, which pods run where, what the client pod's agnhost answers thr
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from provision import verify
+from tests.doubles import http_apiserver
 
 
 class FakeApi:
@@ -46,12 +48,15 @@ class FakeApi:
     def apply(self, manifest: dict[str, Any]) -> None:
         self.applied.append(manifest)
 
-    def proxy_get(self, namespace: str, pod: str, port: int, path: str) -> str:
+    def proxy_get(self, namespace: str, pod: str, port: int, path: str, query: list[tuple[str, str]]) -> str:
         assert (namespace, pod, port) == (verify.NAMESPACE, "client", 8080)
-        if path.startswith("shell?"):
-            return self._dns
-        assert path.startswith("dial?") and "host=web.provision-verify.svc.cluster.local" in path
+        if path == "shell":
+            return json.dumps({"output": self._dns})
+        assert path == "dial" and ("host", "web.provision-verify.svc.cluster.local") in query
         return json.dumps({"responses": self._answers, "errors": []})
+
+    def namespace_exists(self, name: str) -> bool:
+        return False
 
     def delete_namespace(self, name: str) -> None:
         self.deleted.append(name)
@@ -112,3 +117,38 @@ def test_single_node_cluster_uses_one_replica() -> None:
     r = results(api, ["cp1"], schedulable=1)
     assert all(c.ok for c in r.values()), r
     assert next(m for m in api.applied if m["kind"] == "Deployment")["spec"]["replicas"] == 1
+
+
+# --- verify's real client code (KubeApi, the kubernetes client) against an HTTP-level API server double ---------
+
+def test_kube_api_runs_verify_twice_through_the_real_client(tmp_path: Path) -> None:
+    """The pod proxy gets agnhost's query as a query (the generated proxy call percent-encodes '?' into the
+    path, which agnhost answers from its '/' handler), and a second verify waits out the first one's namespace
+    while it is Terminating (content created in it would get 403)."""
+    cluster = http_apiserver.Cluster(["cp1", "w1", "w2"], web_nodes=["w1", "w2"], client_node="w1")
+    server = http_apiserver.serve(cluster)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(http_apiserver.kubeconfig(server))
+    try:
+        for attempt in (1, 2):
+            checks = {c.name: c for c in verify.run(verify.KubeApi(kubeconfig), ["cp1", "w1", "w2"], 2)}
+            assert all(c.ok for c in checks.values()), (attempt, checks)
+    finally:
+        server.shutdown()
+    assert ("/shell", "cmd=nslookup+kubernetes.default") in cluster.proxied or \
+        ("/shell", "cmd=nslookup%20kubernetes.default") in cluster.proxied, cluster.proxied
+    assert any(sub == "/dial" and "host=web.provision-verify.svc.cluster.local" in q for sub, q in cluster.proxied)
+
+
+def test_the_double_refuses_a_query_written_into_the_path(tmp_path: Path) -> None:
+    """What the old call did: the client encodes the path argument, the pod sees no /shell."""
+    cluster = http_apiserver.Cluster(["cp1"], web_nodes=["cp1"], client_node="cp1")
+    server = http_apiserver.serve(cluster)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(http_apiserver.kubeconfig(server))
+    try:
+        api = verify.KubeApi(kubeconfig)
+        old = api._core.connect_get_namespaced_pod_proxy_with_path("client:8080", "ns", "shell?cmd=id")
+    finally:
+        server.shutdown()
+    assert str(old).startswith("NOW:") and cluster.proxied == [("/shell?cmd=id", "")]

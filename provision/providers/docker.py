@@ -121,6 +121,8 @@ class DockerProvider:
             return
         args = [
             "run", "-d", "--privileged", "--cgroupns=private",
+            # back after a host reboot, as a machine would be; not restarted in a loop when it fails (kind's choice)
+            "--restart=on-failure:1",
             "--name", node.name, "--hostname", node.name,
             "--network", self.network, "--ip", node.address,
             "--label", f"{LABEL}={self.name}", "--label", f"provision.node={node.name}",
@@ -131,6 +133,8 @@ class DockerProvider:
         ]
         if Path("/lib/modules").is_dir():
             args += ["-v", "/lib/modules:/lib/modules:ro"]
+        if Path("/dev/mapper").is_dir():  # device-mapper volumes (LVM, btrfs/zfs setups) for the kubelet's stats
+            args += ["-v", "/dev/mapper:/dev/mapper"]
         proc = docker(*args, NODE_IMAGE, check=False)
         if proc.returncode != 0:
             reason = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "unknown error"

@@ -22,6 +22,7 @@ from provision.errors import UserError
 
 HERE = Path(__file__).resolve().parent
 WRAPPER = HERE / "runc-nosysres"
+ENTRYPOINT = HERE / "node-entrypoint"  # the node's boot fixes (shared root mount, product_uuid, DNS for pods)
 WRAPPER_INSTALLED = Path("/usr/local/libexec/provision/runc-nosysres")
 DOCKERD_LOG = Path("/var/log/provision-dockerd.log")
 
@@ -29,12 +30,14 @@ DOCKERD_LOG = Path("/var/log/provision-dockerd.log")
 NODE_PACKAGES = [
     "systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "python3-yaml", "sudo", "iproute2",
     "iputils-ping", "procps", "ca-certificates", "kmod", "gnupg", "curl",
+    "iptables",  # the entrypoint rewrites Docker's embedded-DNS rules
 ]
 # Units that make no sense in a container node.
 MASKED_UNITS = [
     "getty@tty1.service", "console-getty.service", "systemd-udevd.service", "systemd-udev-trigger.service",
     "systemd-modules-load.service", "sys-kernel-config.mount", "sys-kernel-debug.mount",
     "systemd-remount-fs.service",
+    "systemd-binfmt.service",  # binfmt_misc is kernel-global: a node would register formats for the whole host
 ]
 # Host keys are made on the node's first boot, so every node has its own.
 KEYGEN_UNIT = """[Unit]
@@ -55,13 +58,15 @@ def _dockerfile_tail() -> str:
         "RUN rm -f /etc/ssh/ssh_host_* && : > /etc/machine-id && mkdir -p /root/.ssh && chmod 700 /root/.ssh \\\n"
         f" && for u in {masks}; do ln -sf /dev/null /etc/systemd/system/$u; done \\\n"
         " && systemctl enable ssh ssh-keygen-once\n"
-        "ENV container=docker\nSTOPSIGNAL SIGRTMIN+3\nCMD [\"/lib/systemd/systemd\"]\n"
+        "COPY node-entrypoint /usr/local/bin/provision-node-entrypoint\n"
+        "ENV container=docker\nSTOPSIGNAL SIGRTMIN+3\n"
+        "ENTRYPOINT [\"/usr/local/bin/provision-node-entrypoint\"]\nCMD [\"/lib/systemd/systemd\"]\n"
     )
 
 
 def _recipe_digest() -> str:
     """The image tag carries a digest of its recipe: a changed recipe builds a new image, never reuses a stale one."""
-    recipe = json.dumps([NODE_PACKAGES, MASKED_UNITS, KEYGEN_UNIT, _dockerfile_tail()])
+    recipe = json.dumps([NODE_PACKAGES, MASKED_UNITS, KEYGEN_UNIT, _dockerfile_tail(), ENTRYPOINT.read_text()])
     return hashlib.sha256(recipe.encode()).hexdigest()[:10]
 
 
@@ -220,9 +225,15 @@ def _registry_reachable() -> bool:
     return proc.returncode == 0
 
 
+def _copy_entrypoint(ctx: Path) -> None:
+    shutil.copy(ENTRYPOINT, ctx / "node-entrypoint")
+    (ctx / "node-entrypoint").chmod(0o755)
+
+
 def _build_from_registry(tag: str) -> None:
     with tempfile.TemporaryDirectory() as ctx:
         Path(ctx, "ssh-keygen-once.service").write_text(KEYGEN_UNIT)
+        _copy_entrypoint(Path(ctx))
         Path(ctx, "Dockerfile").write_text(
             "FROM debian:bookworm\n"
             "RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "
@@ -249,6 +260,7 @@ def _build_with_mmdebstrap(tag: str) -> None:
         docker("import", str(rootfs), base, timeout=900)
         ctx = Path(work, "context")  # without the rootfs tarball in it
         ctx.mkdir()
+        _copy_entrypoint(ctx)
         Path(ctx, "Dockerfile").write_text(f"FROM {base}\n" + _dockerfile_tail())
         env_build = ["build", "-q", "-t", tag, str(ctx)]
         proc2 = subprocess.run([docker_binary() or "docker", *env_build], capture_output=True, text=True,

@@ -1,12 +1,14 @@
 """SMALL STAND-INS for the upstream add-on manifests the cni and dashboard roles read offline.
 
-The test machines have no internet, so the real files (Calico's tigera-operator.yaml, flannel's kube-flannel.yml,
-the rajch/weave fork's DaemonSet manifest) cannot be had here. Each stand-in keeps what the roles and their tests
-depend on: the real file name and offline path (`manifests/<cni>/<file>`, roles/cni/README.md), the real kinds,
+The test machines have no internet, so the real files (Calico's operator-crds.yaml and tigera-operator.yaml,
+flannel's kube-flannel.yml, the rajch/weave fork's DaemonSet manifest) cannot be had here. Each stand-in keeps what
+the roles and their tests depend on: the real file name and offline path (`manifests/<cni>/<file>`, roles/cni/README.md), the real kinds,
 names and namespaces of the main objects, and the upstream defaults the roles must override (flannel's net-conf.json
 "Network": "10.244.0.0/16"; weave's DaemonSet without IPALLOC_RANGE). Everything else upstream ships (RBAC
 details, full CRD schemas, probes, images of every architecture) is left out. They are never installed on a real
-cluster: the kubectl TEST DOUBLE (tests/doubles/kubectl) only records what is applied.
+cluster: the kubectl TEST DOUBLE (tests/doubles/kubectl) records what is applied and, as kubectl does, refuses a
+custom resource before its CRD exists. Calico's pair mirrors upstream's split since 3.30 (every CRD in
+operator-crds.yaml, none in tigera-operator.yaml), so an install that skips operator-crds.yaml fails here too.
 
 Cilium's chart and the legacy kubernetes-dashboard chart need a real helm binary to render, which cannot be had
 here either, so there are no stand-ins for them (the roles' helm paths are covered by syntax checks and template
@@ -15,8 +17,40 @@ tests in tests/test_addons.py).
 
 from __future__ import annotations
 
+
+def _crd(group: str, kind: str, plural: str, scope: str = "Cluster") -> str:
+    return f"""---
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: {plural}.{group}
+spec:
+  group: {group}
+  names: {{kind: {kind}, listKind: {kind}List, plural: {plural}, singular: {kind.lower()}}}
+  scope: {scope}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema: {{openAPIV3Schema: {{type: object, x-kubernetes-preserve-unknown-fields: true}}}}
+"""
+
+
+# STAND-IN for https://raw.githubusercontent.com/projectcalico/calico/<version>/manifests/operator-crds.yaml: from
+# Calico 3.30 every CRD of the operator install ships here (operator.tigera.io and crd.projectcalico.org), none in
+# tigera-operator.yaml. Upstream's full list has ~30 CRDs with full schemas; the stand-in keeps the operator's
+# resources the role creates (and their neighbours) and a few of Calico's own, with schemas left open.
+OPERATOR_CRDS = "# STAND-IN for Calico's operator-crds.yaml (tests/doubles/addons.py): not the real manifest.\n" + "".join(
+    _crd("operator.tigera.io", kind, plural) for kind, plural in [
+        ("APIServer", "apiservers"), ("Goldmane", "goldmanes"), ("ImageSet", "imagesets"),
+        ("Installation", "installations"), ("ManagementClusterConnection", "managementclusterconnections"),
+        ("TigeraStatus", "tigerastatuses"), ("Whisker", "whiskers")]) + "".join(
+    _crd("crd.projectcalico.org", kind, plural) for kind, plural in [
+        ("FelixConfiguration", "felixconfigurations"), ("IPPool", "ippools"),
+        ("NetworkPolicy", "networkpolicies")])
+
 # STAND-IN for https://raw.githubusercontent.com/projectcalico/calico/<version>/manifests/tigera-operator.yaml:
-# the operator's namespace, CRD stubs for the two custom resources the role creates, its RBAC and Deployment.
+# like upstream's since 3.30, no CRD: the operator's namespace, its RBAC and Deployment.
 TIGERA_OPERATOR = """\
 # STAND-IN for Calico's tigera-operator.yaml (tests/doubles/addons.py): not the real manifest.
 apiVersion: v1
@@ -26,34 +60,6 @@ metadata:
   labels:
     name: tigera-operator
     pod-security.kubernetes.io/enforce: privileged
----
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: installations.operator.tigera.io
-spec:
-  group: operator.tigera.io
-  names: {kind: Installation, listKind: InstallationList, plural: installations, singular: installation}
-  scope: Cluster
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
----
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: apiservers.operator.tigera.io
-spec:
-  group: operator.tigera.io
-  names: {kind: APIServer, listKind: APIServerList, plural: apiservers, singular: apiserver}
-  scope: Cluster
-  versions:
-    - name: v1
-      served: true
-      storage: true
-      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
 ---
 apiVersion: v1
 kind: ServiceAccount
@@ -184,7 +190,9 @@ spec:
         - name: kube-flannel
           image: ghcr.io/flannel-io/flannel:stand-in
           command: [/opt/bin/flanneld]
-          args: [--ip-masq, --kube-subnet-mgr]
+          args:
+          - --ip-masq
+          - --kube-subnet-mgr
       volumes:
         - name: flannel-cfg
           configMap: {name: kube-flannel-cfg}
@@ -257,6 +265,7 @@ items:
 def addon_files() -> dict[str, bytes]:
     """The stand-ins, keyed by their path in the offline artifacts directory (paths relative to it)."""
     return {
+        "manifests/calico/operator-crds.yaml": OPERATOR_CRDS.encode(),
         "manifests/calico/tigera-operator.yaml": TIGERA_OPERATOR.encode(),
         "manifests/flannel/kube-flannel.yml": KUBE_FLANNEL.encode(),
         "manifests/weave/weave-daemonset-k8s-1.11.yaml": WEAVE_DAEMONSET.encode(),

@@ -1,8 +1,14 @@
 #!/usr/bin/python3
 """TEST DOUBLE of kube-apiserver (see tests/doubles/README.md), started by the kubeadm double's `init`.
 
-Serves HTTPS on :6443 with a certificate from the cluster CA the kubeadm double made:
-  GET  /healthz          "ok" (what haproxy's health check asks)
+Serves HTTPS on :6443 with a certificate from the cluster CA the kubeadm double made, and authenticates and
+authorizes every request the way kube-apiserver with kubeadm's RBAC does:
+  - a bearer token from a kubeconfig the kubeadm double wrote is that user (all allowed, as for the admin);
+  - no credentials is `system:anonymous`: with `--anonymous-auth=false` every path answers 401 (the kubelet's
+    probes, kubeadm's control-plane check and haproxy's health check included); otherwise anonymous may read only
+    what `system:public-info-viewer` grants (/healthz, /livez, /readyz, /version) and the cluster-info ConfigMap
+    join discovery reads (here: the join handshake), and gets 403 elsewhere.
+  GET  /healthz /livez /readyz   "ok"
   POST /double/join      the join handshake: the bootstrap token must be one `kubeadm token create` made,
                          the CA hash must match the CA, a control plane must bring the uploaded certificate key
   GET  /api/v1/nodes     the nodes that joined, in the shape of a Kubernetes NodeList
@@ -12,6 +18,7 @@ Serves HTTPS on :6443 with a certificate from the cluster CA the kubeadm double 
 import hashlib
 import http.server
 import json
+import secrets
 import ssl
 import subprocess
 import threading
@@ -20,6 +27,8 @@ import time
 PKI = "/etc/kubernetes/pki"
 STATE = "/var/lib/provision-doubles"
 LOCK = threading.Lock()
+PUBLIC_INFO = {"/healthz", "/livez", "/readyz", "/version", "/version/"}  # system:public-info-viewer
+DISCOVERY = {"/double/join"}  # kubeadm's RBAC lets system:anonymous get kube-public/cluster-info
 
 
 def ca_hash():
@@ -39,9 +48,33 @@ def serving_cert():
     return crt, key
 
 
+def read_lines(name):
+    try:
+        with open(f"{STATE}/{name}") as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
 def tokens():
-    with open(f"{STATE}/tokens") as f:
-        return {json.loads(line)["token"] for line in f if line.strip()}
+    return {entry["token"] for entry in read_lines("tokens")}
+
+
+def register_user(user):
+    token = "double-" + secrets.token_hex(8)
+    with open(f"{STATE}/user-tokens", "a") as f:
+        f.write(json.dumps({"token": token, "user": user}) + "\n")
+    return token
+
+
+def anonymous_enabled():
+    with open(f"{STATE}/apiserver-args.json") as f:
+        return json.load(f).get("anonymous-auth", "true") != "false"
+
+
+def status(code, reason, message):
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
+            "reason": reason, "code": code}
 
 
 def load_nodes():
@@ -57,36 +90,62 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def user(self):
+        auth = self.headers.get("Authorization", "")
+        if auth.startswith("Bearer "):
+            found = [e["user"] for e in read_lines("user-tokens") if e["token"] == auth[7:]]
+            return found[0] if found else None
+        return "system:anonymous"
+
+    def authorized(self):
+        """Authentication, then authorization, as kube-apiserver does them; answers the refusal itself."""
+        path = self.path.split("?", 1)[0]
+        user = self.user()
+        if user is None or (user == "system:anonymous" and not anonymous_enabled()):
+            self.reply(401, status(401, "Unauthorized", "Unauthorized"))
+            return False
+        if user == "system:anonymous" and path not in PUBLIC_INFO | DISCOVERY:
+            self.reply(403, status(403, "Forbidden", f'forbidden: User "system:anonymous" cannot '
+                                                     f'{self.command.lower()} path "{path}"'))
+            return False
+        return True
+
     def do_GET(self):
-        if self.path == "/healthz":
+        if not self.authorized():
+            return None
+        if self.path in ("/healthz", "/livez", "/readyz"):
             return self.reply(200, b"ok")
         if self.path.startswith("/api/v1/nodes/"):
             name = self.path.rsplit("/", 1)[1]
             found = [n for n in load_nodes() if n["name"] == name]
             return self.reply(200, {"kind": "Node", "metadata": {"name": name}}) if found else \
-                self.reply(404, b"not found")
+                self.reply(404, status(404, "NotFound", f'nodes "{name}" not found'))
         if self.path.startswith("/api/v1/nodes"):
             items = [{"metadata": {"name": n["name"], "labels": (
                 {"node-role.kubernetes.io/control-plane": ""} if n["controlPlane"] else {})},
                 "status": {"conditions": [{"type": "Ready", "status": "True"}]}} for n in load_nodes()]
             return self.reply(200, {"kind": "NodeList", "apiVersion": "v1", "items": items})
-        return self.reply(404, b"not found")
+        return self.reply(404, status(404, "NotFound", "the server could not find the requested resource"))
 
     def do_DELETE(self):
+        if not self.authorized():
+            return None
         if not self.path.startswith("/api/v1/nodes/"):
-            return self.reply(404, b"not found")
+            return self.reply(404, status(404, "NotFound", "the server could not find the requested resource"))
         name = self.path.rsplit("/", 1)[1]
         with LOCK:
             nodes = load_nodes()
             if not any(n["name"] == name for n in nodes):
-                return self.reply(404, b"not found")
+                return self.reply(404, status(404, "NotFound", f'nodes "{name}" not found'))
             with open(f"{STATE}/nodes.json", "w") as f:
                 json.dump([n for n in nodes if n["name"] != name], f)
         return self.reply(200, {"kind": "Status", "status": "Success"})
 
     def do_POST(self):
+        if not self.authorized():
+            return None
         if self.path != "/double/join":
-            return self.reply(404, b"not found")
+            return self.reply(404, status(404, "NotFound", "the server could not find the requested resource"))
         req = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
         with LOCK:
             if req["token"] not in tokens():
@@ -103,7 +162,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             nodes.append({"name": req["name"], "controlPlane": req["controlPlane"], "time": time.time()})
             with open(f"{STATE}/nodes.json", "w") as f:
                 json.dump(nodes, f)
-        return self.reply(200, {"server": f"https://{self.headers['Host']}"})
+            answer = {"server": f"https://{self.headers['Host']}", "nodeToken": register_user("system:node")}
+            if req["controlPlane"]:
+                answer["adminToken"] = register_user("kubernetes-admin")
+        return self.reply(200, answer)
 
     def log_message(self, *args):
         pass

@@ -1,0 +1,67 @@
+"""The docker provider's node boot fixes (provision/providers/node-entrypoint), on real systemd container nodes.
+
+What kind's node entrypoint makes true for its nodes must hold for ours, checked the way the kubelet, a CNI and
+CoreDNS would meet it: mount propagation from another mount namespace, DNS from another network namespace
+joined by a veth pair (as a pod is), a product_uuid per node, a restart policy, the masked binfmt unit.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import LiveCluster, docker_out
+
+pytestmark = pytest.mark.nodes
+
+
+def sh(node: str, script: str) -> str:
+    return docker_out("exec", node, "sh", "-ec", script)
+
+
+def test_root_is_a_shared_mount_and_a_mount_from_another_namespace_propagates(shared_cluster: LiveCluster) -> None:
+    node = shared_cluster.topo.nodes[0].name
+    assert sh(node, "findmnt -no PROPAGATION /").split(",")[0] == "shared"
+    # what runc does for a Bidirectional volume: a new mount namespace whose mounts propagate back (rshared)
+    out = sh(node, """
+        mkdir -p /var/lib/prop-test && rm -f /run/prop-seen
+        unshare --mount --propagation shared sh -c 'mount -t tmpfs prop /var/lib/prop-test && touch /var/lib/prop-test/x'
+        findmnt -no FSTYPE,SOURCE /var/lib/prop-test; test -e /var/lib/prop-test/x && echo seen
+        umount /var/lib/prop-test""")
+    assert out.split() == ["tmpfs", "prop", "seen"], out
+
+
+def test_a_pod_network_namespace_resolves_names_through_the_nodes_resolv_conf(shared_cluster: LiveCluster) -> None:
+    first, other = shared_cluster.topo.nodes[0].name, shared_cluster.topo.nodes[1].name
+    assert "127.0.0.11" not in sh(first, "grep ^nameserver /etc/resolv.conf")
+    out = sh(first, f"""
+        ip netns del dns-test 2>/dev/null || true; ip link del dns-h 2>/dev/null || true
+        ip netns add dns-test
+        ip link add dns-h type veth peer name dns-p
+        ip link set dns-p netns dns-test
+        ip addr add 10.244.250.1/30 dev dns-h && ip link set dns-h up
+        ip netns exec dns-test ip addr add 10.244.250.2/30 dev dns-p
+        ip netns exec dns-test ip link set dns-p up
+        ip netns exec dns-test ip route add default via 10.244.250.1
+        sysctl -qw net.ipv4.ip_forward=1
+        ip netns exec dns-test getent hosts {other} || echo "no answer for {other}"
+        ip netns exec dns-test getent hosts deb.debian.org || echo "no answer for deb.debian.org"
+        ip netns del dns-test""")
+    assert "no answer" not in out, out
+    assert other in out and "deb.debian.org" in out
+
+
+def test_each_node_has_its_own_product_uuid_a_restart_policy_and_no_binfmt(shared_cluster: LiveCluster) -> None:
+    names = [n.name for n in shared_cluster.topo.nodes]
+    uuids = {sh(n, "cat /etc/provision/product_uuid").strip() for n in names}
+    assert len(uuids) == len(names)
+    for n in names:
+        dmi = sh(n, "cat /sys/class/dmi/id/product_uuid 2>/dev/null || true").strip()
+        assert dmi in ("", *uuids)  # laid over the host's where the host has DMI (this test machine has none)
+        assert sh(n, "systemctl is-enabled systemd-binfmt.service || true").strip() == "masked"
+        info = json.loads(docker_out("inspect", n))[0]
+        assert info["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 1}
+        if Path("/dev/mapper/control").exists():
+            assert sh(n, "test -e /dev/mapper/control && echo yes").strip() == "yes"
