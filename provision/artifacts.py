@@ -45,9 +45,9 @@ from provision.paths import ROLES
 SUMS = "SHA256SUMS"
 
 # Pinned upstream releases the directory carries besides Kubernetes itself (etcd follows the spec).
-CONTAINERD_VERSION = "2.2.1"  # keep in step with roles/containerd/defaults/main.yml
-RUNC_VERSION = "1.3.4"
-CNI_PLUGINS_VERSION = "1.8.0"
+CONTAINERD_VERSION = versions.CONTAINERD_VERSION
+RUNC_VERSION = versions.RUNC_VERSION
+CNI_PLUGINS_VERSION = versions.CNI_PLUGINS_VERSION
 # Used only where `kubeadm config images list` cannot run here (another OS or architecture).
 COREDNS_FALLBACK = "v1.12.1"
 
@@ -199,7 +199,7 @@ def fallback_images(kubernetes: str, etcd: str) -> list[str]:
     """kubeadm's images for a version, as `kubeadm config images list` would print them (coredns approximate)."""
     images = [f"registry.k8s.io/{c}:v{kubernetes}"
               for c in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")]
-    return images + [f"registry.k8s.io/coredns/coredns:{COREDNS_FALLBACK}", versions.PAUSE_IMAGE,
+    return images + [f"registry.k8s.io/coredns/coredns:{COREDNS_FALLBACK}", versions.pause_image(kubernetes),
                      f"registry.k8s.io/etcd:{etcd}-0"]
 
 
@@ -481,8 +481,8 @@ def assemble(kubernetes: str, etcd: str, out: Path, say: Callable[[str], None], 
         images = plan.images
         say(f"  kubeadm cannot run on this machine: using provision's image list (coredns {COREDNS_FALLBACK} "
             "is a guess; run this on linux/" + arch + " for kubeadm's own list)")
-    if versions.PAUSE_IMAGE not in images:
-        images.append(versions.PAUSE_IMAGE)
+    if versions.pause_image(kubernetes) not in images:
+        images.append(versions.pause_image(kubernetes))
     for ref in images:
         dest = out / image_file(ref)
         if dest.is_file():

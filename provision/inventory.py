@@ -86,7 +86,7 @@ def render(topo: Topology, connections: dict[str, Connection] | None = None) -> 
         "endpoint_port": topo.endpoint_port,
         "node_cidr": topo.node_cidr,
         "cni_version": versions.CNI_VERSIONS.get(spec.networking.cni),
-        "pause_image": versions.PAUSE_IMAGE,
+        "pause_image": versions.pause_image(c.kubernetes_version),
         "dashboard_version": versions.DASHBOARD_VERSIONS.get(spec.dashboard.type),
         "artifacts_dir": artifacts_dir,
     }

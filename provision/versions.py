@@ -15,24 +15,56 @@ DEFAULT_KUBERNETES_MINOR = "1.37"
 DEFAULT_KUBERNETES_VERSION = KUBERNETES_PATCHES[DEFAULT_KUBERNETES_MINOR]
 SUPPORTED_MINORS = tuple(KUBERNETES_PATCHES)
 
+# Where each pin below comes from (read 2026-11-30; the stored upstream data ends in late August 2026):
+#   kubeadm's etcd and pause per minor: kubernetes/minikube pkg/minikube/constants/constants_kubeadm_images.go
+#     @383c3aa4 (tracks `kubeadm config images list`): 1.35 etcd 3.6.6-0, pause 3.10.1; 1.36 etcd 3.6.8-0, pause
+#     3.10.2; 1.37 (seen up to v1.37.0-rc.0) etcd 3.7.0-0, pause 3.10.2; kubespray's pause pins agree.
+#   containerd, runc, CNI plugins and their sha256: kubespray roles/kubespray_defaults/vars/main/checksums.yml
+#     @46dbdd39 (its defaults: containerd 2.3.4, runc 1.4.3, CNI plugins 1.9.1; kind's base image uses the same).
+#   Calico v3.31.7, Cilium 1.20.1: kubespray roles/kubespray_defaults/defaults/main/download.yml @46dbdd39;
+#   flannel v0.28.9: flannel-io/flannel Documentation/kube-flannel.yml @cdf76059; Headlamp v0.45.0: its newest tag.
+# The Kubernetes patches above are newer than that data (kubespray knew 1.35.8 and 1.36.4 in August).
+
 # etcd release kubeadm uses for each minor (external etcd defaults to the same).
 ETCD_FOR_KUBERNETES: dict[str, str] = {
-    "1.35": "3.6.5",
-    "1.36": "3.6.5",
-    "1.37": "3.6.5",
+    "1.35": "3.6.6",
+    "1.36": "3.6.8",
+    "1.37": "3.7.0",
 }
 
-PAUSE_IMAGE = "registry.k8s.io/pause:3.10.1"
+# The sandbox image kubeadm expects for each minor (containerd's pinned sandbox image must be the same, or
+# kubeadm's preflight warns and the kubelet's image GC may remove it).
+PAUSE_FOR_KUBERNETES: dict[str, str] = {
+    "1.35": "registry.k8s.io/pause:3.10.1",
+    "1.36": "registry.k8s.io/pause:3.10.2",
+    "1.37": "registry.k8s.io/pause:3.10.2",
+}
 
+# containerd from the upstream release (source release/artifacts), runc beside it, and the CNI plugins.
+CONTAINERD_VERSION = "2.3.4"  # the 2.3 LTS line
+CONTAINERD_SHA256: dict[str, dict[str, str]] = {
+    "amd64": {"2.3.4": "9d68969855fbf676cdb8ed758e420fb048d61f984f61de3e53eddfebe484d168",
+              "2.2.7": "91cd216ea26a1b8b512219d3f205375c967e7b7de4dae571bc3dd16bfacd34b5",
+              "1.7.34": "640f989745020ea4897ad0a3d7d977863a7279d3f2e132792fc62c25a45bda50"},
+    "arm64": {"2.3.4": "a985fbb7e18fc0362d31a055338f5d7b0e087a3e27f14c70d1c5965399a29f95",
+              "2.2.7": "84eb0a161e20ad45465202fa2d6d93b3d9b74666c363e9908706d590a86e2618",
+              "1.7.34": "824cbd16af3bdfc1b1836338350630ae1b6a58c7466636a4bed10549790090ab"},
+}
+RUNC_VERSION = "1.4.3"
+RUNC_SHA256: dict[str, dict[str, str]] = {
+    "amd64": {"1.4.3": "f6ae8efc0fa40079e1475e97cbe9d1bd3f106a28d6af78a11d9f1bd565515e60"},
+    "arm64": {"1.4.3": "633301e2e32f8a5ad54031aab4901eb00308bec677dd15faa2751e8f9dab5ca4"},
+}
+CNI_PLUGINS_VERSION = "1.9.1"
 # Pinned add-ons (manifests/charts come from these versions online, or from the artifacts directory).
 CNI_VERSIONS: dict[str, str] = {
-    "calico": "v3.31.0",  # Tigera operator
-    "flannel": "v0.27.4",
-    "cilium": "1.18.3",
+    "calico": "v3.31.7",  # Tigera operator
+    "flannel": "v0.28.9",
+    "cilium": "1.20.1",
     "weave": "v2.8.10",  # community fork rajch/weave (legacy)
 }
 DASHBOARD_VERSIONS: dict[str, str] = {
-    "headlamp": "0.38.0",
+    "headlamp": "0.45.0",
     "kubernetes-dashboard": "7.14.0",  # archived upstream; legacy
 }
 
@@ -52,3 +84,8 @@ def kubernetes_minor(version: str) -> str:
 def version_key(version: str) -> tuple[int, ...]:
     """'1.36.6' -> (1, 36, 6), for comparing versions."""
     return tuple(int(p) for p in version.removeprefix("v").split("."))
+
+
+def pause_image(kubernetes_version: str) -> str:
+    return PAUSE_FOR_KUBERNETES[kubernetes_minor(kubernetes_version)]
+

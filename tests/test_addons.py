@@ -96,6 +96,11 @@ def test_cni_pins_match_provision_versions() -> None:
         versions.CNI_VERSIONS
     assert yaml.safe_load((ROLES / "dashboard/defaults/main.yml").read_text())["dashboard_default_versions"] == \
         versions.DASHBOARD_VERSIONS
+    containerd = yaml.safe_load((ROLES / "containerd/defaults/main.yml").read_text())
+    assert containerd["containerd_default_version"] == versions.CONTAINERD_VERSION
+    assert containerd["containerd_release_checksums"] == versions.CONTAINERD_SHA256
+    assert containerd["containerd_runc_version"] == versions.RUNC_VERSION
+    assert containerd["containerd_runc_checksums"] == versions.RUNC_SHA256
 
 
 @pytest.mark.parametrize("cidr", ["10.42.0.0/16", "192.168.0.0/17"])

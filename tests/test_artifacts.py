@@ -131,7 +131,7 @@ def test_plan_pins_upstream_urls_from_the_versions() -> None:
         "https://github.com/etcd-io/etcd/releases/download/v3.6.5/etcd-v3.6.5-linux-amd64.tar.gz")
     assert f"cni/cni-plugins-linux-amd64-v{artifacts.CNI_PLUGINS_VERSION}.tgz" in urls
     assert plan.crictl.url.endswith("/v1.37.0/crictl-v1.37.0-linux-amd64.tar.gz")
-    assert versions.PAUSE_IMAGE in plan.images
+    assert versions.pause_image("1.37.2") in plan.images
     assert "registry.k8s.io/kube-apiserver:v1.37.2" in plan.images
     assert "registry.k8s.io/etcd:3.6.5-0" in plan.images
 
@@ -358,7 +358,7 @@ def serve_release(web: FakeWeb, kubernetes: str, etcd: str, images: list[str]) -
 
 
 def test_assemble_fills_a_directory_that_verifies(tmp_path: Path) -> None:
-    images = ["registry.k8s.io/kube-apiserver:v1.37.2", "registry.k8s.io/pause:3.10.1"]
+    images = ["registry.k8s.io/kube-apiserver:v1.37.2", "registry.k8s.io/pause:3.10.2"]
     web = FakeWeb()
     serve_release(web, "1.37.2", "3.6.5", images)
     out = tmp_path / "artifacts"
@@ -374,7 +374,7 @@ def test_assemble_fills_a_directory_that_verifies(tmp_path: Path) -> None:
     assert (out / "bin/kubectl").stat().st_mode & 0o755 == 0o755
     assert (out / "systemd/10-kubeadm.conf").read_bytes() == (
         artifacts.ROLES / "kube_packages/files/10-kubeadm.conf").read_bytes()
-    assert artifacts.image_file("registry.k8s.io/pause:3.10.1") in listed
+    assert artifacts.image_file("registry.k8s.io/pause:3.10.2") in listed
     assert all(r.full_url.startswith("https://") for r in web.requests)
 
     # a second run downloads nothing it already has
@@ -387,7 +387,7 @@ def test_assemble_fills_a_directory_that_verifies(tmp_path: Path) -> None:
 
 def test_assemble_refuses_a_download_that_does_not_match_upstream(tmp_path: Path) -> None:
     web = FakeWeb()
-    serve_release(web, "1.37.2", "3.6.5", ["registry.k8s.io/pause:3.10.1"])
+    serve_release(web, "1.37.2", "3.6.5", ["registry.k8s.io/pause:3.10.2"])
     web.add("https://dl.k8s.io/release/v1.37.2/bin/linux/amd64/kubelet", b"tampered")
     with pytest.raises(UserError, match="kubelet: sha256 is .* upstream publishes"):
         artifacts.assemble("1.37.2", "3.6.5", tmp_path / "a", lambda _: None, opener=web)

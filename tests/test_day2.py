@@ -245,6 +245,14 @@ def test_reset_leaves_no_kubelet_cni_or_container_state(live: Live) -> None:
                  "echo {} > /etc/cni/net.d/10-calico.conflist && touch /var/lib/cni/networks/x/10.244.1.2 && "
                  "iptables -N KUBE-SERVICES && iptables -A FORWARD -j KUBE-SERVICES && nft add table ip kube-proxy && "
                  "ctr -n k8s.io containers create --rootfs /root/rootfs pod-sandbox")
+        # real links and a pod network namespace of the names the CNIs use (flannel-io/flannel#820: a cni0 with
+        # the old pod subnet's address breaks the next cluster's network)
+        sh(node, "ip link add cni0 type bridge && ip addr add 10.244.0.1/24 dev cni0 && "
+                 "ip link add flannel.1 type vxlan id 1 dstport 8472 dev eth0 && "
+                 "ip link add vxlan.calico type vxlan id 4096 dstport 4789 dev eth0 && "
+                 "ip link add cilium_host type veth peer name cilium_net && ip link add weave type bridge && "
+                 "ip netns add cni-0b1c2d3e-reset-test && "
+                 "ip link add keep0 type bridge")  # not the CNIs': must stay
     refused = live.run("reset", path=bigger)
     assert refused.returncode == 1 and "--yes" in refused.stderr
     proc = live.run("reset", "--yes", path=bigger)
@@ -252,9 +260,12 @@ def test_reset_leaves_no_kubelet_cni_or_container_state(live: Live) -> None:
     for node in nodes:
         left = sh(node, "ls -A /etc/kubernetes /var/lib/kubelet /etc/cni/net.d /var/lib/cni 2>&1; "
                         "systemctl is-active kubelet; ctr -n k8s.io containers ls -q; "
-                        "iptables-save | grep -c KUBE- ; nft list tables | grep -c kube-proxy; true").split()
+                        "iptables-save | grep -c KUBE- ; nft list tables | grep -c kube-proxy; "
+                        "ip -o link show | grep -c -E ' (cni0|flannel.1|vxlan.calico|cilium_|weave)'; "
+                        "ip netns list | grep -c cni-; ip -o link show keep0 | grep -c keep0; "
+                        "ip link del keep0; true").split()
         assert left == ["/etc/cni/net.d:", "/etc/kubernetes:", "/var/lib/cni:", "/var/lib/kubelet:", "inactive",
-                        "0", "0"], f"{node}: {left}"  # ls lists the (empty) directories sorted
+                        "0", "0", "0", "0", "1"], f"{node}: {left}"  # ls lists the (empty) directories sorted
     st = state.load(live.state)
     assert st.members == [] and st.init_node is None and not (live.state / "kubeconfig").exists()
     assert re.search(r"reset \d node", proc.stderr)

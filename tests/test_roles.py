@@ -147,12 +147,12 @@ def test_containerd_follows_the_group_vars() -> None:
 
 
 def test_containerd_release_url_is_templated_from_the_version() -> None:
-    role = RoleVars("containerd", {"containerd_version": "2.1.4", "containerd_source": "release"})
+    role = RoleVars("containerd", {"containerd_version": "2.2.7", "containerd_source": "release"})
     role.raw["containerd_arch"] = "amd64"
     assert " ".join(role["containerd_release_url"].split()) == (
-        "https://github.com/containerd/containerd/releases/download/v2.1.4/containerd-2.1.4-linux-amd64.tar.gz")
-    assert role["containerd_release_sha256"] == (
-        "316d510a0428276d931023f72c09fdff1a6ba81d6cc36f31805fea6a3c88f515")
+        "https://github.com/containerd/containerd/releases/download/v2.2.7/containerd-2.2.7-linux-amd64.tar.gz")
+    assert role["containerd_release_sha256"] == (  # kubespray's checksums.yml
+        "91cd216ea26a1b8b512219d3f205375c967e7b7de4dae571bc3dd16bfacd34b5")
     unset = RoleVars("containerd", {"containerd_version": None})  # provision passes null when the spec is silent
     assert unset["containerd_release_version"] == unset["containerd_default_version"]
 
