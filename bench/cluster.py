@@ -91,6 +91,8 @@ def spec_text(name: str, lay: Layout, artifacts: Path, extra_workers: int = 0) -
         f'kubernetes: {{version: "{KUBERNETES}"}}', "provider: {type: docker}",
         f"nodes: {{controlPlanes: {lay.control_planes}, workers: {workers}, etcd: {lay.etcd}, loadBalancers: 0}}",
         f"etcd: {{mode: {lay.etcd_mode}, source: distro}}",
+        # Debian 12's containerd, the only one here, is below every supported minor's floor: allowed explicitly
+        "containerRuntime: {source: distro, allowUnsupportedVersion: true}",
         "dashboard: {type: none}",
         f"artifacts: {{mode: offline, dir: {artifacts}}}",
     ]

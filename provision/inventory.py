@@ -87,6 +87,9 @@ def render(topo: Topology, connections: dict[str, Connection] | None = None) -> 
         "node_cidr": topo.node_cidr,
         "cni_version": versions.CNI_VERSIONS.get(spec.networking.cni),
         "pause_image": versions.pause_image(c.kubernetes_version),
+        "containerd_source": c.containerd_source,
+        "containerd_version": c.containerd_version,
+        "containerd_floor": versions.containerd_floor(c.kubernetes_version),
         "dashboard_version": versions.DASHBOARD_VERSIONS.get(spec.dashboard.type),
         "artifacts_dir": artifacts_dir,
     }

@@ -156,8 +156,11 @@ class NetworkingSpec(_Model):
 class RuntimeSpec(_Model):
     name: Literal["containerd"] = "containerd"
     cgroup_driver: Literal["systemd"] = "systemd"
-    source: Literal["distro", "release", "artifacts"] = "distro"
+    # None: the upstream release (online) or the artifacts directory's copy of it (offline)
+    source: Literal["distro", "release", "artifacts"] | None = None
     version: str | None = None
+    # Run a containerd below the Kubernetes minor's floor anyway (labs and tests; plan warns).
+    allow_unsupported_version: bool = False
 
 
 class DashboardSpec(_Model):
@@ -547,6 +550,42 @@ def refuse_load_balancer_on_api_server_port(spec: ClusterSpec, i: int, add: Call
                     "set endpoint.port to another port (e.g. 8443), or put the load balancer on its own host"))
 
 
+def containerd_source(spec: ClusterSpec) -> str:
+    if spec.container_runtime.source:
+        return spec.container_runtime.source
+    return "artifacts" if spec.artifacts.mode == "offline" else "release"
+
+
+def expected_containerd(spec: ClusterSpec) -> tuple[str, str] | None:
+    """(version, where it comes from) of the containerd the nodes will run, where plan can know it."""
+    if containerd_source(spec) != "distro":
+        return spec.container_runtime.version or versions.CONTAINERD_VERSION, "the upstream release"
+    box = spec.provider.vagrant.box if spec.provider.vagrant else None
+    if spec.provider.type == "docker" or (spec.provider.type == "vagrant" and box == VagrantSpec().box):
+        return versions.DEBIAN_12_CONTAINERD, "Debian 12's package"
+    return None  # existing hosts or another box: the containerd role checks the package before installing
+
+
+def refuse_containerd_below_the_floor(spec: ClusterSpec, add: Callable[[Problem], None]) -> None:
+    """containerd 1.6 is end of life; each Kubernetes minor needs a floor per containerd release line."""
+    expected = expected_containerd(spec)
+    if expected is None or spec.container_runtime.allow_unsupported_version:
+        return
+    version, origin = expected
+    if not PATCH_VERSION.match(version) or not VERSION.match(spec.kubernetes.version):
+        return  # reported by the version rules
+    kubernetes = versions.resolve_kubernetes(spec.kubernetes.version) \
+        if versions.kubernetes_minor(spec.kubernetes.version) in versions.SUPPORTED_MINORS else None
+    if kubernetes is None or versions.containerd_supported(version.removeprefix("v"), kubernetes):
+        return
+    field = "containerRuntime.version" if spec.container_runtime.version else "containerRuntime.source"
+    add(Problem(field, f"containerd {version.removeprefix('v')} ({origin}) is below what Kubernetes "
+                       f"{versions.kubernetes_minor(kubernetes)} supports ({versions.containerd_floor_text(kubernetes)})",
+                f"set containerRuntime.version to a supported release, or remove it for {versions.CONTAINERD_VERSION}"
+                if spec.container_runtime.version else
+                f"remove containerRuntime.source to install containerd {versions.CONTAINERD_VERSION} from upstream"))
+
+
 def role_counts(spec: ClusterSpec) -> dict[str, int]:
     if spec.hosts is not None:
         return {r: sum(r in h.roles for h in spec.hosts) for r in NODE_ROLES}
@@ -805,9 +844,7 @@ def check(spec: ClusterSpec) -> list[Problem]:
     if spec.dashboard.type == "none" and spec.dashboard.access != "read-only":
         add(Problem("dashboard.access", "access is set but no dashboard is installed",
                     "remove dashboard.access or pick a dashboard"))
-    if spec.container_runtime.source == "release" and not spec.container_runtime.version:
-        add(Problem("containerRuntime.version", "a release install needs a containerd version",
-                    "set containerRuntime.version, e.g. \"2.1.4\", or source: distro"))
+    refuse_containerd_below_the_floor(spec, add)
     for field, source in (("containerRuntime.source", spec.container_runtime.source),
                           ("etcd.source", spec.etcd.source)):
         if source == "artifacts" and spec.artifacts.mode != "offline":
@@ -836,6 +873,17 @@ class Cluster:
         return versions.resolve_kubernetes(self.spec.kubernetes.version)
 
     @property
+    def containerd_source(self) -> str:
+        return containerd_source(self.spec)
+
+    @property
+    def containerd_version(self) -> str | None:
+        """The upstream version a release/artifacts install uses; None for the distribution's package."""
+        if self.containerd_source == "distro":
+            return None
+        return (self.spec.container_runtime.version or versions.CONTAINERD_VERSION).removeprefix("v")
+
+    @property
     def etcd_version(self) -> str:
         if self.spec.etcd.version:
             return self.spec.etcd.version.removeprefix("v")
@@ -856,6 +904,13 @@ def warnings_for(spec: ClusterSpec) -> list[str]:
         out.append("dashboard.type: kubernetes-dashboard was archived upstream in 2026-01; headlamp is its successor")
     if spec.dashboard.access == "admin" and spec.dashboard.type != "none":
         out.append("dashboard.access: admin gives the dashboard's service account cluster-admin")
+    if spec.container_runtime.allow_unsupported_version and (expected := expected_containerd(spec)):
+        version, origin = expected
+        kubernetes = versions.resolve_kubernetes(spec.kubernetes.version)
+        if not versions.containerd_supported(version.removeprefix("v"), kubernetes):
+            out.append(f"containerRuntime: containerd {version} ({origin}) is below what Kubernetes "
+                       f"{versions.kubernetes_minor(kubernetes)} supports ({versions.containerd_floor_text(kubernetes)}); "
+                       "allowUnsupportedVersion is set")
     if spec.endpoint.type == "vip" and role_counts(spec)["loadbalancer"] == 1:
         out.append("endpoint: one load-balancer node holds the VIP alone; add a second for failover")
     return out

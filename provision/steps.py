@@ -50,7 +50,9 @@ def steps_for(topo: Topology) -> list[Step]:
         out.append(Step("endpoint", "API endpoint: external load balancer", "local",
                         f"{topo.endpoint_host}:{topo.endpoint_port} (managed outside provision)"))
     out.append(Step("containerd", "containerd (systemd cgroup driver)", "k8s_cluster",
-                    f"source: {spec.container_runtime.source}", "containerd.yml"))
+                    f"source: {topo.cluster.containerd_source}, "
+                    + (f"containerd {topo.cluster.containerd_version}" if topo.cluster.containerd_version
+                       else "the distribution's package"), "containerd.yml"))
     out.append(Step("kubernetes", "kubeadm, kubelet, kubectl", "k8s_cluster",
                     f"{topo.cluster.kubernetes_version} from "
                     + ("pkgs.k8s.io" if spec.artifacts.mode == "online" else "the artifacts directory"),

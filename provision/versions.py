@@ -56,6 +56,17 @@ RUNC_SHA256: dict[str, dict[str, str]] = {
     "arm64": {"1.4.3": "633301e2e32f8a5ad54031aab4901eb00308bec677dd15faa2751e8f9dab5ca4"},
 }
 CNI_PLUGINS_VERSION = "1.9.1"
+# The oldest containerd of each release line that each Kubernetes minor supports (containerd RELEASES.md
+# "Kubernetes support" @301026e5; 1.6 is end of life). A line newer than every listed one is supported too.
+CONTAINERD_FLOOR: dict[str, dict[str, str]] = {
+    "1.35": {"1.7": "1.7.28", "2.1": "2.1.5", "2.2": "2.2.0"},
+    "1.36": {"2.2": "2.2.0"},
+    "1.37": {"2.2": "2.2.0"},  # RELEASES.md has no 1.37 row yet: 1.36's floor
+}
+# containerd of the distribution packages on the machines provision makes itself (source: distro): the docker
+# provider's node image and the default Vagrant box are Debian 12.
+DEBIAN_12_CONTAINERD = "1.6.20"
+
 # Pinned add-ons (manifests/charts come from these versions online, or from the artifacts directory).
 CNI_VERSIONS: dict[str, str] = {
     "calico": "v3.31.7",  # Tigera operator
@@ -89,3 +100,23 @@ def version_key(version: str) -> tuple[int, ...]:
 def pause_image(kubernetes_version: str) -> str:
     return PAUSE_FOR_KUBERNETES[kubernetes_minor(kubernetes_version)]
 
+
+
+def containerd_floor(kubernetes_version: str) -> dict[str, str]:
+    return CONTAINERD_FLOOR[kubernetes_minor(kubernetes_version)]
+
+
+def containerd_supported(containerd: str, kubernetes_version: str) -> bool:
+    """At or above the floor of its release line, or on a line newer than every listed one."""
+    floor = containerd_floor(kubernetes_version)
+    have = version_key(containerd)
+    line = ".".join(str(p) for p in have[:2])
+    if line in floor:
+        return have >= version_key(floor[line])
+    return have[:2] > max(version_key(k) for k in floor)
+
+
+def containerd_floor_text(kubernetes_version: str) -> str:
+    """'1.7.28+, 2.1.5+ or 2.2.0+' for the minor."""
+    items = [f"{v}+" for v in containerd_floor(kubernetes_version).values()]
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} or {items[-1]}"

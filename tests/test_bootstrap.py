@@ -22,7 +22,7 @@ import jsonschema
 import pytest
 
 from provision import spec, topology
-from tests.conftest import docker_out
+from tests.conftest import NODE_CONTAINERD, docker_out
 from tests.doubles.artifacts import build as build_artifacts
 
 pytestmark = pytest.mark.nodes
@@ -43,7 +43,8 @@ def sample_spec(name: str, tmp: Path, artifacts: Path) -> Path:
     text = (ROOT / "inventories" / f"{name}.yaml").read_text()
     text = re.sub(r"(?ms)^artifacts:\n(  .*\n|  #.*\n)*", "", text)
     text = text.replace("source: release ", "source: distro  ")  # no GitHub here: Debian's etcd
-    text += f"artifacts:\n  mode: offline\n  dir: {artifacts}\n"
+    text = re.sub(r"(?m)^containerRuntime:\n(  .*\n)*", "", text)
+    text += NODE_CONTAINERD + f"artifacts:\n  mode: offline\n  dir: {artifacts}\n"
     path = tmp / f"{name}.yaml"
     path.write_text(text)
     return path

@@ -24,7 +24,7 @@ import pytest
 
 from provision import day2, runner, spec, state, topology
 from provision.errors import UserError
-from tests.conftest import docker_out
+from tests.conftest import NODE_CONTAINERD, docker_out
 from tests.doubles.artifacts import build as build_artifacts
 
 NAME = "pt-d2"
@@ -36,7 +36,7 @@ CP1, W1, W2, W3 = f"{NAME}-cp1", f"{NAME}-w1", f"{NAME}-w2", f"{NAME}-w3"
 
 def text_spec(workers: int = 2, cps: int = 1, extra: str = "") -> str:
     return (f"apiVersion: provision.dev/v1alpha1\nkind: Cluster\nname: {NAME}\ntopology: single-master\n"
-            f"nodes: {{controlPlanes: {cps}, workers: {workers}}}\n{extra}")
+            f"nodes: {{controlPlanes: {cps}, workers: {workers}}}\n{NODE_CONTAINERD}{extra}")
 
 
 def test_upgrade_one_minor_at_a_time() -> None:

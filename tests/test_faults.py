@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import docker_out
+from tests.conftest import NODE_CONTAINERD, docker_out
 from tests.doubles.artifacts import build as build_artifacts
 
 pytestmark = pytest.mark.nodes
@@ -65,7 +65,7 @@ def test_killed_node_then_ctrl_c_then_a_rerun_finishes(need_nodes: None, tmp_pat
     artifacts = build_artifacts(tmp_path / "artifacts", "1.37.2")
     path = tmp_path / "c.yaml"
     path.write_text(f"apiVersion: provision.dev/v1alpha1\nkind: Cluster\nname: {NAME}\ntopology: single-master\n"
-                    "nodes: {controlPlanes: 1, workers: 2}\ndashboard: {type: none}\n"
+                    "nodes: {controlPlanes: 1, workers: 2}\ndashboard: {type: none}\n" + NODE_CONTAINERD +
                     f"artifacts: {{mode: offline, dir: {artifacts}}}\n")
     state = tmp_path / "state"
     args = ["-f", str(path), "--state-dir", str(state), "--skip", "cni", "--skip", "verify"]

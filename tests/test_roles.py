@@ -192,6 +192,40 @@ def test_containerd_unpacks_a_release_only_when_the_probe_found_another_version(
     assert out.read_text() == str(unpack)
 
 
+FLOOR_1_35 = {"1.7": "1.7.28", "2.1": "2.1.5", "2.2": "2.2.0"}
+FLOOR_1_37 = {"2.2": "2.2.0"}
+
+
+@pytest.mark.parametrize(("probe", "floor", "allow", "refused"), [
+    (["version containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+b1", "candidate 1.6.20~ds1-1+b1"],
+     FLOOR_1_37, False, True),  # Debian 12's, installed
+    (["version none", "candidate 1.7.24~ds1-6+b4"], FLOOR_1_35, False, True),  # Debian 13's, not installed yet
+    (["version none", "candidate 1.7.28~ds1-1"], FLOOR_1_35, False, False),
+    (["version none", "candidate 2.1.9~ds1-1"], FLOOR_1_37, False, True),
+    (["version none", "candidate 2.3.1-1"], FLOOR_1_37, False, False),  # a line newer than every floor
+    (["version none", "candidate (none)"], FLOOR_1_37, False, False),  # nothing known: apt decides
+    (["version none", "candidate 1.6.20~ds1-1+b1"], FLOOR_1_37, True, False),  # allowUnsupportedVersion
+    (["version none", "candidate 1.6.20~ds1-1+b1"], {}, False, False),  # the role on its own: no floor
+])
+def test_containerd_refuses_a_distribution_package_below_the_floor(
+        probe: list[str], floor: dict[str, str], allow: bool, refused: bool, tmp_path: Path) -> None:
+    """distro-floor.yml, run by Ansible on a probe's output, before apt installs anything."""
+    play = tmp_path / "play.yml"
+    play.write_text(yaml.safe_dump([{
+        "hosts": "localhost", "gather_facts": False,
+        "vars_files": [str(ROLES / "containerd" / "vars" / "main.yml")],
+        "vars": {"containerd_source": "distro", "containerd_floor": floor, "kubernetes_minor": "1.37",
+                 "containerd_allow_unsupported_version": allow,
+                 "containerd_probe": {"stdout_lines": ["package absent", *probe, "service none"]}},
+        "tasks": [{"ansible.builtin.include_tasks": str(ROLES / "containerd" / "tasks" / "distro-floor.yml")}]}]))
+    proc = subprocess.run([sys.executable, "-m", "ansible.cli.playbook", "-i", "localhost,", "-c", "local",
+                           "-e", f"ansible_python_interpreter={sys.executable}", str(play)], capture_output=True,
+                          text=True, env=ansible_env(), timeout=120, check=False)
+    assert (proc.returncode != 0) == refused, proc.stdout + proc.stderr
+    if refused:
+        assert "below what Kubernetes 1.37 supports" in proc.stdout and "remove containerRuntime.source" in proc.stdout
+
+
 @pytest.mark.parametrize("playbook", sorted(p.name for p in PLAYBOOKS.glob("*.yml")))
 def test_playbook_syntax(playbook: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "ansible.cli.playbook", "--syntax-check", "-i", "localhost,",

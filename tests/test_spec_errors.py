@@ -76,6 +76,11 @@ CASES: list[tuple[str, str, str]] = [
     ("nodes-is-list", BASE + "nodes: [1, 2]\n", "nodes"),
     ("vip-not-ip", BASE.replace("single-master", "ha") + "endpoint: {type: vip, address: lb.example.com}\n",
      "endpoint.address"),
+    # containerd below the Kubernetes minor's floor (containerd RELEASES.md): Debian 12's package on docker nodes,
+    # an old upstream release
+    ("containerd-distro-below-floor", BASE + "containerRuntime: {source: distro}\n", "containerRuntime.source"),
+    ("containerd-release-below-floor", BASE + "kubernetes: {version: \"1.35\"}\ncontainerRuntime: {version: 2.1.4}\n",
+     "containerRuntime.version"),
     # haproxy on a control plane would take the API server's port 6443 (kubeadm's preflight: port in use)
     ("lb-on-api-server-port", BASE.replace("single-master", "ha")
      + "endpoint: {type: vip, address: 192.0.2.100}\netcd: {mode: stacked}\nprovider: {type: static}\nhosts:\n"

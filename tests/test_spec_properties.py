@@ -223,9 +223,10 @@ def valid_specs(draw: st.DrawFn) -> dict[str, Any]:
     if draw(st.booleans()):
         d["kubernetes"] = {"version": draw(VERSIONS)}
     if draw(st.booleans()):
-        d["containerRuntime"] = draw(st.sampled_from([{"source": "distro"},
-                                                       {"source": "release", "version": "2.1.4"},
-                                                       {"source": "release", "version": "v1.7.28"}]))
+        # supported for every minor; Debian 12's package (docker nodes, the default box) only when allowed
+        d["containerRuntime"] = draw(st.sampled_from([{"source": "distro", "allowUnsupportedVersion": True},
+                                                       {"source": "release", "version": "2.3.4"},
+                                                       {"source": "release", "version": "v2.2.7"}]))
     if draw(st.booleans()):
         kind = draw(st.sampled_from(["headlamp", "kubernetes-dashboard", "none"]))
         d["dashboard"] = {"type": kind} if kind == "none" else {
@@ -336,7 +337,7 @@ STATIC = {"apiVersion": spec.API_VERSION, "kind": "Cluster", "name": "demo", "to
                     {"name": "w1", "address": "node-w1.example.net", "roles": ["worker"]}],
           "endpoint": {"type": "external", "address": "api.example.net"},
           "etcd": {"mode": "external", "version": "3.6.5"},
-          "containerRuntime": {"source": "release", "version": "2.1.4"},
+          "containerRuntime": {"source": "release", "version": "2.3.4"},
           "artifacts": {"mode": "offline", "dir": "./artifacts"}}
 STATIC["hosts"].append({"name": "e1", "address": "192.0.2.30", "roles": ["etcd"]})
 FIELDS = [("name",), ("hosts", 0, "name"), ("hosts", 0, "address"), ("hosts", 0, "user"), ("hosts", 0, "key"),
