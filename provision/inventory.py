@@ -90,6 +90,10 @@ def render(topo: Topology, connections: dict[str, Connection] | None = None) -> 
         "containerd_source": c.containerd_source,
         "containerd_version": c.containerd_version,
         "containerd_floor": versions.containerd_floor(c.kubernetes_version),
+        "containerd_sha256": versions.CONTAINERD_SHA256,
+        "runc_version": versions.RUNC_VERSION,
+        "runc_sha256": versions.RUNC_SHA256,
+        "helm_version": versions.HELM_VERSION,
         "dashboard_version": versions.DASHBOARD_VERSIONS.get(spec.dashboard.type),
         "artifacts_dir": artifacts_dir,
     }

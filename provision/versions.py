@@ -22,6 +22,7 @@ SUPPORTED_MINORS = tuple(KUBERNETES_PATCHES)
 #   containerd, runc, CNI plugins and their sha256: kubespray roles/kubespray_defaults/vars/main/checksums.yml
 #     @46dbdd39 (its defaults: containerd 2.3.4, runc 1.4.3, CNI plugins 1.9.1; kind's base image uses the same).
 #   Calico v3.31.7, Cilium 1.20.1: kubespray roles/kubespray_defaults/defaults/main/download.yml @46dbdd39;
+#   helm v3.21.4: helm/helm's newest v3 tag (2026-08-13);
 #   flannel v0.28.9: flannel-io/flannel Documentation/kube-flannel.yml @cdf76059; Headlamp v0.45.0: its newest tag.
 # The Kubernetes patches above are newer than that data (kubespray knew 1.35.8 and 1.36.4 in August).
 
@@ -66,6 +67,9 @@ CONTAINERD_FLOOR: dict[str, dict[str, str]] = {
 # containerd of the distribution packages on the machines provision makes itself (source: distro): the docker
 # provider's node image and the default Vagrant box are Debian 12.
 DEBIAN_12_CONTAINERD = "1.6.20"
+
+# helm renders Cilium's and the legacy dashboard's charts (checked against get.helm.sh's .sha256sum at download).
+HELM_VERSION = "v3.21.4"
 
 # Pinned add-ons (manifests/charts come from these versions online, or from the artifacts directory).
 CNI_VERSIONS: dict[str, str] = {

@@ -42,6 +42,7 @@ ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline
 VARS_ENV = jinja2.nativetypes.NativeEnvironment(undefined=jinja2.StrictUndefined)
 for _env in (ENV, VARS_ENV):
     _env.filters.update(bool=_bool, regex_replace=_regex_replace)
+    _env.globals["undef"] = lambda hint=None: jinja2.StrictUndefined(hint=hint)  # Ansible's required-variable default
 
 
 def _render(value: Any, ctx: Mapping[str, Any]) -> Any:
@@ -91,21 +92,24 @@ FACTS = {"ansible_facts": {"architecture": "x86_64"}}
 
 # --- cni ----------------------------------------------------------------------------------------------------------
 
-def test_cni_pins_match_provision_versions() -> None:
-    assert yaml.safe_load((ROLES / "cni/defaults/main.yml").read_text())["cni_default_versions"] == \
-        versions.CNI_VERSIONS
-    assert yaml.safe_load((ROLES / "dashboard/defaults/main.yml").read_text())["dashboard_default_versions"] == \
-        versions.DASHBOARD_VERSIONS
-    containerd = yaml.safe_load((ROLES / "containerd/defaults/main.yml").read_text())
-    assert containerd["containerd_default_version"] == versions.CONTAINERD_VERSION
-    assert containerd["containerd_release_checksums"] == versions.CONTAINERD_SHA256
-    assert containerd["containerd_runc_version"] == versions.RUNC_VERSION
-    assert containerd["containerd_runc_checksums"] == versions.RUNC_SHA256
+PIN = re.compile(r"(?<![\w.])v?\d+\.\d+\.\d+(?![\w.]*\d*/)(?![\d.])")
+
+
+def test_no_role_pins_a_version_every_pin_is_in_provision_versions() -> None:
+    """Roles take their versions from provision's group_vars (provision/versions.py): no x.y.z in a role's
+    defaults or vars, outside comments."""
+    found = []
+    for path in sorted(ROLES.glob("*/defaults/main.yml")) + sorted(ROLES.glob("*/vars/main.yml")):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            code = line.split(" #", 1)[0] if not line.lstrip().startswith("#") else ""
+            if PIN.search(code):
+                found.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert found == []
 
 
 @pytest.mark.parametrize("cidr", ["10.42.0.0/16", "192.168.0.0/17"])
 def test_calico_custom_resources_carry_the_pod_cidr(cidr: str) -> None:
-    ctx = role_vars("cni", cni="calico", pod_cidr=cidr, **FACTS)
+    ctx = role_vars("cni", cni="calico", cni_version="v3.31.7", pod_cidr=cidr, **FACTS)
     docs = render_template("cni", "calico-custom-resources.yaml.j2", ctx)
     assert [(d["apiVersion"], d["kind"], d["metadata"]["name"]) for d in docs] == [
         ("operator.tigera.io/v1", "Installation", "default"), ("operator.tigera.io/v1", "APIServer", "default")]
@@ -115,7 +119,7 @@ def test_calico_custom_resources_carry_the_pod_cidr(cidr: str) -> None:
 
 
 def test_calico_options() -> None:
-    ctx = role_vars("cni", cni="calico", pod_cidr="fd00:10::/56", cni_calico_encapsulation="VXLAN",
+    ctx = role_vars("cni", cni="calico", cni_version="v3.31.7", pod_cidr="fd00:10::/56", cni_calico_encapsulation="VXLAN",
                     cni_calico_observability="true", **FACTS)
     docs = render_template("cni", "calico-custom-resources.yaml.j2", ctx)
     assert [d["kind"] for d in docs] == ["Installation", "APIServer", "Goldmane", "Whisker"]
@@ -146,7 +150,7 @@ def test_calico_standins_split_the_crds_like_upstream() -> None:
 
 @pytest.mark.parametrize(("mode", "dataplane"), [("nftables", "Nftables"), ("iptables", "Iptables")])
 def test_calico_dataplane_follows_kube_proxy_and_nodes_use_their_internal_ip(mode: str, dataplane: str) -> None:
-    ctx = role_vars("cni", cni="calico", kube_proxy_mode=mode, **FACTS)
+    ctx = role_vars("cni", cni="calico", cni_version="v3.31.7", kube_proxy_mode=mode, **FACTS)
     network = render_template("cni", "calico-custom-resources.yaml.j2", ctx)[0]["spec"]["calicoNetwork"]
     assert network["linuxDataplane"] == dataplane
     assert network["nodeAddressAutodetectionV4"] == {"kubernetes": "NodeInternalIP"}
@@ -162,7 +166,7 @@ def test_kube_proxy_mode_is_one_setting_for_kubeadm_and_the_cni() -> None:
 
 def test_cilium_values_and_helm_template_arguments() -> None:
     ctx = role_vars("cni", cni="cilium", cni_version="1.18.3", pod_cidr="10.42.0.0/16",
-                    kubernetes_version="1.37.2", **FACTS)
+                    kubernetes_version="1.37.2", helm_version="v3.19.2", **FACTS)
     assert render_template("cni", "cilium-values.yaml.j2", ctx) == [{"ipam": {
         "mode": "cluster-pool",
         "operator": {"clusterPoolIPv4PodCIDRList": ["10.42.0.0/16"], "clusterPoolIPv4MaskSize": 24}}}]
@@ -190,7 +194,7 @@ def test_flannel_and_weave_urls_are_the_pinned_releases() -> None:
 def test_addon_standins_cover_the_offline_paths_the_role_reads() -> None:
     files = addon_files()
     for cni in ("calico", "flannel", "weave"):
-        ctx = role_vars("cni", cni=cni, **FACTS)
+        ctx = role_vars("cni", cni=cni, cni_version=versions.CNI_VERSIONS[cni], **FACTS)
         for f in ctx["cni_upstream_files"][cni]:
             assert f"manifests/{cni}/{f['name']}" in files
     for rel, data in files.items():
@@ -228,7 +232,7 @@ def test_headlamp_manifests(access: str, role: str) -> None:
 
 def test_legacy_kubernetes_dashboard_chart_and_helm_template_arguments() -> None:
     ctx = role_vars("dashboard", dashboard="kubernetes-dashboard", dashboard_version="7.14.0",
-                    kubernetes_version="1.37.2", **FACTS)
+                    kubernetes_version="1.37.2", helm_version="v3.19.2", **FACTS)
     assert ctx["dashboard_k8s_dashboard_chart_url"] == ("https://github.com/kubernetes-retired/dashboard/releases/"
                                                          "download/kubernetes-dashboard-7.14.0/"
                                                          "kubernetes-dashboard-7.14.0.tgz")

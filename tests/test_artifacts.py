@@ -144,10 +144,10 @@ def test_plan_follows_the_spec_containerd_version_and_arch() -> None:
     assert "etcd/etcd-v3.6.5-linux-arm64.tar.gz" in paths
 
 
-def test_containerd_default_matches_the_role() -> None:
-    defaults = (artifacts.ROLES / "containerd" / "defaults" / "main.yml").read_text()
-    assert f'containerd_default_version: "{artifacts.CONTAINERD_VERSION}"' in defaults
-    assert f'containerd_runc_version: "{artifacts.RUNC_VERSION}"' in defaults
+def test_the_directory_carries_the_pinned_containerd_and_runc() -> None:
+    paths = {r.path: r.url for r in artifacts.plan_for("1.37.2", "3.7.0").releases}
+    assert f"containerd/containerd-{versions.CONTAINERD_VERSION}-linux-amd64.tar.gz" in paths
+    assert f"/v{versions.RUNC_VERSION}/runc.amd64" in paths["containerd/runc.amd64"]
 
 
 def test_image_file_names_are_flat_and_safe() -> None:

@@ -19,6 +19,7 @@ import jinja2.meta
 import pytest
 import yaml
 
+from provision import versions
 from provision.providers import docker_engine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +48,12 @@ def environment() -> jinja2.Environment:
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, keep_trailing_newline=True)
     env.filters["bool"] = _bool_filter
     env.tests["version"] = _version_test
+    env.globals["undef"] = _undef  # Ansible's: a required variable's default
     return env
+
+
+def _undef(hint: str | None = None) -> jinja2.Undefined:
+    return jinja2.StrictUndefined(hint=hint)
 
 
 class RoleVars:
@@ -83,7 +89,7 @@ class RoleVars:
 @pytest.mark.parametrize(("group_vars", "minor"), [
     ({"kubernetes_version": "1.36.6", "kubernetes_minor": "1.36"}, "1.36"),
     ({"kubernetes_version": "1.35.10"}, "1.35"),
-    ({}, "1.37"),  # the role's own default, standalone
+    ({"kubernetes_version": "v1.37.2"}, "1.37"),
 ])
 def test_repository_file_names_the_minor_and_the_keyring(group_vars: dict[str, str], minor: str) -> None:
     role = RoleVars("kube_packages", group_vars)
@@ -142,19 +148,21 @@ def test_containerd_follows_the_group_vars() -> None:
     runtime = cfg["plugins"]["io.containerd.cri.v1.runtime"]
     assert runtime["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is False
     assert cfg["plugins"]["io.containerd.cri.v1.images"]["pinned_images"]["sandbox"] == "registry.example/pause:9"
-    standalone = containerd_config("1.6.20")  # no group vars: the role's defaults
-    assert standalone["plugins"]["io.containerd.grpc.v1.cri"]["sandbox_image"] == "registry.k8s.io/pause:3.10.1"
+    with pytest.raises(jinja2.UndefinedError, match="pause_image"):  # no pin in the role: provision passes it
+        containerd_config("1.6.20")
 
 
 def test_containerd_release_url_is_templated_from_the_version() -> None:
-    role = RoleVars("containerd", {"containerd_version": "2.2.7", "containerd_source": "release"})
+    role = RoleVars("containerd", {"containerd_version": "2.2.7", "containerd_source": "release",
+                                   "containerd_release_checksums": versions.CONTAINERD_SHA256})
     role.raw["containerd_arch"] = "amd64"
     assert " ".join(role["containerd_release_url"].split()) == (
         "https://github.com/containerd/containerd/releases/download/v2.2.7/containerd-2.2.7-linux-amd64.tar.gz")
     assert role["containerd_release_sha256"] == (  # kubespray's checksums.yml
         "91cd216ea26a1b8b512219d3f205375c967e7b7de4dae571bc3dd16bfacd34b5")
-    unset = RoleVars("containerd", {"containerd_version": None})  # provision passes null when the spec is silent
-    assert unset["containerd_release_version"] == unset["containerd_default_version"]
+    unset = RoleVars("containerd", {"containerd_version": None})  # provision passes null for the distro's package
+    with pytest.raises(jinja2.UndefinedError):  # a release install without a version: no pin in the role
+        unset["containerd_release_version"]
 
 
 # ---------------------------------------------------------------- playbooks
