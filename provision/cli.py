@@ -27,9 +27,10 @@ out = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty(
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def load(path: str) -> spec_mod.Cluster:
+def load(path: str, warn: bool = False) -> spec_mod.Cluster:
+    """The spec; with warn (plan and up), also what it allows but a person should know."""
     cluster = spec_mod.load_spec(path)
-    for w in spec_mod.warnings_for(cluster.spec):
+    for w in spec_mod.warnings_for(cluster.spec) if warn else []:
         err.print(f"[yellow]warning:[/] {w}", markup=True)
     return cluster
 
@@ -63,7 +64,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    cluster = load(args.file)
+    cluster = load(args.file, warn=True)
     topo = topology_mod.build(cluster)
     spec = cluster.spec
     files = inventory_mod.render(topo)
@@ -104,7 +105,7 @@ def say(text: str) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    cluster = load(args.file)
+    cluster = load(args.file, warn=True)
     state_dir = lifecycle.state_dir_for(cluster, args.state_dir)
     started = time.monotonic()
     progress = TaskProgress(lambda text, style: err.print(text, markup=False, style=style))

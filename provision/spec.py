@@ -566,24 +566,37 @@ def expected_containerd(spec: ClusterSpec) -> tuple[str, str] | None:
     return None  # existing hosts or another box: the containerd role checks the package before installing
 
 
+def containerd_below_floor(spec: ClusterSpec) -> tuple[str, str, str] | None:
+    """(version, where it comes from, Kubernetes version) when the nodes' containerd is below the minor's floor."""
+    expected = expected_containerd(spec)
+    if expected is None:
+        return None
+    version, origin = expected
+    if not PATCH_VERSION.match(version) or not VERSION.match(spec.kubernetes.version) \
+            or versions.kubernetes_minor(spec.kubernetes.version) not in versions.SUPPORTED_MINORS:
+        return None  # reported by the version rules
+    kubernetes = versions.resolve_kubernetes(spec.kubernetes.version)
+    version = version.removeprefix("v")
+    return None if versions.containerd_supported(version, kubernetes) else (version, origin, kubernetes)
+
+
+def below_floor_text(found: tuple[str, str, str]) -> str:
+    version, origin, kubernetes = found
+    return (f"containerd {version} ({origin}) is below what Kubernetes {versions.kubernetes_minor(kubernetes)} "
+            f"supports ({versions.containerd_floor_text(kubernetes)})")
+
+
 def refuse_containerd_below_the_floor(spec: ClusterSpec, add: Callable[[Problem], None]) -> None:
     """containerd 1.6 is end of life; each Kubernetes minor needs a floor per containerd release line."""
-    expected = expected_containerd(spec)
-    if expected is None or spec.container_runtime.allow_unsupported_version:
+    found = None if spec.container_runtime.allow_unsupported_version else containerd_below_floor(spec)
+    if found is None:
         return
-    version, origin = expected
-    if not PATCH_VERSION.match(version) or not VERSION.match(spec.kubernetes.version):
-        return  # reported by the version rules
-    kubernetes = versions.resolve_kubernetes(spec.kubernetes.version) \
-        if versions.kubernetes_minor(spec.kubernetes.version) in versions.SUPPORTED_MINORS else None
-    if kubernetes is None or versions.containerd_supported(version.removeprefix("v"), kubernetes):
-        return
-    field = "containerRuntime.version" if spec.container_runtime.version else "containerRuntime.source"
-    add(Problem(field, f"containerd {version.removeprefix('v')} ({origin}) is below what Kubernetes "
-                       f"{versions.kubernetes_minor(kubernetes)} supports ({versions.containerd_floor_text(kubernetes)})",
-                f"set containerRuntime.version to a supported release, or remove it for {versions.CONTAINERD_VERSION}"
-                if spec.container_runtime.version else
-                f"remove containerRuntime.source to install containerd {versions.CONTAINERD_VERSION} from upstream"))
+    if spec.container_runtime.version:
+        add(Problem("containerRuntime.version", below_floor_text(found), "set containerRuntime.version to a "
+                    f"supported release, or remove it for {versions.CONTAINERD_VERSION}"))
+    else:
+        add(Problem("containerRuntime.source", below_floor_text(found),
+                    f"remove containerRuntime.source to install containerd {versions.CONTAINERD_VERSION} from upstream"))
 
 
 def role_counts(spec: ClusterSpec) -> dict[str, int]:
@@ -904,13 +917,8 @@ def warnings_for(spec: ClusterSpec) -> list[str]:
         out.append("dashboard.type: kubernetes-dashboard was archived upstream in 2026-01; headlamp is its successor")
     if spec.dashboard.access == "admin" and spec.dashboard.type != "none":
         out.append("dashboard.access: admin gives the dashboard's service account cluster-admin")
-    if spec.container_runtime.allow_unsupported_version and (expected := expected_containerd(spec)):
-        version, origin = expected
-        kubernetes = versions.resolve_kubernetes(spec.kubernetes.version)
-        if not versions.containerd_supported(version.removeprefix("v"), kubernetes):
-            out.append(f"containerRuntime: containerd {version} ({origin}) is below what Kubernetes "
-                       f"{versions.kubernetes_minor(kubernetes)} supports ({versions.containerd_floor_text(kubernetes)}); "
-                       "allowUnsupportedVersion is set")
+    if spec.container_runtime.allow_unsupported_version and (found := containerd_below_floor(spec)):
+        out.append(f"containerRuntime: {below_floor_text(found)}; allowUnsupportedVersion is set")
     if spec.endpoint.type == "vip" and role_counts(spec)["loadbalancer"] == 1:
         out.append("endpoint: one load-balancer node holds the VIP alone; add a second for failover")
     return out
