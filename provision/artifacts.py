@@ -27,7 +27,6 @@ import platform
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 import urllib.error
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from provision import versions
+from provision.cli_common import load, say, spec_arg
 from provision.errors import UserError
 from provision.paths import ROLES
 
@@ -510,7 +510,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "directory, checked against upstream checksums, and write its SHA256SUMS. Run it where the "
                     "internet is reachable; copy the directory to the offline side and set "
                     "`artifacts: {mode: offline, dir: DIR}` in the spec.")
-    p.add_argument("-f", "--file", default="cluster.yaml", help="cluster spec (default: cluster.yaml)")
+    spec_arg(p)
     p.add_argument("-o", "--output", metavar="DIR",
                    help="directory to fill (default: the spec's artifacts.dir, else ./artifacts)")
     p.add_argument("--verify", action="store_true",
@@ -520,16 +520,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=cmd_artifacts)
 
 
-def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
 def cmd_artifacts(args: argparse.Namespace) -> int:
-    from provision import spec as spec_mod
-
     cluster = None
     if not (args.verify and args.output):
-        cluster = spec_mod.load_spec(args.file)
+        cluster = load(args.file)
     if args.output:
         out = Path(args.output)
     elif cluster is not None and cluster.spec.artifacts.dir:
@@ -539,18 +533,12 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
     if args.verify:
         problems = verify_dir(out)
         for line in problems:
-            _say(f"error: {line}")
+            say(f"error: {line}")
         if not problems:
-            _say(f"{out}: {len(read_sums(out)[0])} files match {SUMS}")
+            say(f"{out}: {len(read_sums(out)[0])} files match {SUMS}")
         return 1 if problems else 0
     assert cluster is not None
-    assemble(cluster.kubernetes_version, cluster.etcd_version, out, _say,
+    assemble(cluster.kubernetes_version, cluster.etcd_version, out, say,
              containerd=cluster.spec.container_runtime.version, arch=args.arch)
     return 0
 
-
-if __name__ == "__main__":  # pragma: no cover
-    parser = argparse.ArgumentParser(prog="provision")
-    register(parser.add_subparsers(dest="command"))
-    ns = parser.parse_args()
-    sys.exit(ns.func(ns))

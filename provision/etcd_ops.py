@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from provision import lifecycle, runner, topology
-from provision.cli import _progress, _spec_args, err, load, say
+from provision import runner, topology
+from provision.cli_common import cluster_state_dir, err, load, progress, say, spec_args
 from provision.errors import UserError
 from provision.inventory import jump_host
 from provision.spec import Cluster
@@ -47,7 +47,7 @@ def _check(cluster: Cluster, state_dir: Path, verb: str) -> topology.Topology:
 
 def _run(cluster: Cluster, topo: topology.Topology, state_dir: Path, playbook: str, what: str,
          extravars: dict[str, str], hosts: list[str]) -> None:
-    result = runner.run_playbook(state_dir, playbook, len(topo.nodes), _progress(), extravars=extravars,
+    result = runner.run_playbook(state_dir, playbook, len(topo.nodes), progress(), extravars=extravars,
                                  jump=jump_host(cluster))
     if not result.ok:
         raise UserError(f"{what} failed:\n  {result.failure_lines()}")
@@ -71,7 +71,7 @@ def _write_private(source: Path, target: Path) -> None:
 
 def cmd_backup(args: argparse.Namespace) -> int:
     cluster = load(args.file)
-    state_dir = lifecycle.state_dir_for(cluster, args.state_dir)
+    state_dir = cluster_state_dir(cluster, args)
     topo = _check(cluster, state_dir, "backup")
     stamp = _stamp()
     snapshot = state_dir / "backups" / "etcd" / f"snapshot-{stamp}.db"
@@ -92,7 +92,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     return 0
 
 
-def _confirm(cluster: Cluster, members: list[str], snapshot: Path) -> None:
+def _confirm_by_name(cluster: Cluster, members: list[str], snapshot: Path) -> None:
     question = (f"restore {snapshot} into every etcd member of {cluster.name} ({', '.join(members)})? "
                 "Every member stops and everything written since the snapshot is lost.")
     if not sys.stdin.isatty():
@@ -105,7 +105,7 @@ def _confirm(cluster: Cluster, members: list[str], snapshot: Path) -> None:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     cluster = load(args.file)
-    state_dir = lifecycle.state_dir_for(cluster, args.state_dir)
+    state_dir = cluster_state_dir(cluster, args)
     if cluster.spec.etcd.mode != "external":
         raise _stacked_refusal(cluster, "restore")
     snapshot = Path(args.snapshot).expanduser()
@@ -116,7 +116,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     topo = _check(cluster, state_dir, "restore")
     members = topo.groups["external_etcd"]
     if not args.yes:
-        _confirm(cluster, members, snapshot)
+        _confirm_by_name(cluster, members, snapshot)
     stamp = _stamp()
     say(f"restore {snapshot} into {len(members)} etcd member(s): {', '.join(members)}")
     _run(cluster, topo, state_dir, RESTORE_PLAYBOOK, "etcd restore",
@@ -139,7 +139,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "backup", help="take a snapshot into the state dir and print its path",
         description="Take a snapshot from the first etcd member, check it with etcd's own tooling, keep it in "
                     "<state dir>/backups/etcd/ (0600) and print its path.")
-    _spec_args(b)
+    spec_args(b)
     b.add_argument("-o", "--output", metavar="FILE", help="also copy the snapshot here (0600)")
     b.set_defaults(func=cmd_backup)
 
@@ -149,7 +149,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                     "aside (kept as <data dir>.before-restore-<stamp>), restore the snapshot into each member "
                     "with its own name and the cluster's peer URLs and token, start them together and wait "
                     "until the cluster is healthy. Everything written after the snapshot is lost.")
-    _spec_args(r)
+    spec_args(r)
     r.add_argument("snapshot", metavar="SNAPSHOT", help="snapshot file on this machine")
     r.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     r.set_defaults(func=cmd_restore)

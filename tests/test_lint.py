@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import shutil
 import subprocess
@@ -33,3 +34,38 @@ def test_roles_and_playbooks_pass_the_production_profile() -> None:
     proc = subprocess.run([binary, "--profile", "production", "--offline", "--nocolor", "--format", "pep8"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _imports_of(path: Path, package: Path) -> set[str]:
+    """The provision modules a module imports (at any level, lazy imports included)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("provision"):
+            if node.module != _module_name(path, package):  # a package's __init__ importing its own modules
+                found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("provision"))
+    modules = {_module_name(p, package) for p in package.rglob("*.py")}
+    return {m for m in found if m in modules}
+
+
+def _module_name(path: Path, package: Path) -> str:
+    parts = path.relative_to(package.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_the_package_has_no_import_circles() -> None:
+    """The package reads top-down: no module imports, directly or through others, a module that imports it."""
+    package = ROOT / "provision"
+    graph = {_module_name(p, package): _imports_of(p, package) for p in package.rglob("*.py")}
+    for start in graph:
+        todo, seen = list(graph[start]), set()
+        while todo:
+            module = todo.pop()
+            if module in seen:
+                continue
+            seen.add(module)
+            todo.extend(graph.get(module, ()))
+        # a package's __init__ may re-export its own modules; they must not import it back
+        assert start not in seen, f"{start} imports itself through {sorted(seen)}"

@@ -160,3 +160,23 @@ def test_weave_acknowledged_is_accepted_with_a_warning(tmp_path: Path, capsys: p
     spec.write_text(BASE + "networking:\n  cni: weave\n  allowLegacyCNI: true\n")
     assert main(["plan", "-f", str(spec)]) == 0
     assert "weave is legacy" in capsys.readouterr().err
+
+
+def test_schema_errors_do_not_hide_the_rules_of_other_sections(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A typo in one section (the schema) and a refused value in another (a rule) come out in one run; the rules
+    reading the broken section stay silent rather than judge its defaults."""
+    from provision.cli import main
+
+    spec = tmp_path / "c.yaml"
+    spec.write_text(BASE + "nodes:\n  workers: two\n  etcd: 2\nnetworking:\n  cni: weeve\n"
+                    "dashboard: {type: none, access: admin}\n")
+    assert main(["plan", "-f", str(spec)]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert [e.split(": ")[2] for e in errors] == ["nodes.workers", "networking.cni", "dashboard.access"], errors
+    assert f"{spec}:9: networking.cni:" in errors[1]  # rule problems keep their lines
+
+    spec.write_text(BASE.replace("single-master", "haa") + "nodes:\n  etcd: 3\nnetworking:\n  cni: weeve\n")
+    assert main(["plan", "-f", str(spec)]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert [e.split(": ")[2] for e in errors] == ["topology", "networking.cni"], errors  # no verdict on etcd
