@@ -59,8 +59,8 @@ def test_the_package_has_no_import_circles() -> None:
     """The package reads top-down: no module imports, directly or through others, a module that imports it."""
     package = ROOT / "provision"
     graph = {_module_name(p, package): _imports_of(p, package) for p in package.rglob("*.py")}
-    for start in graph:
-        todo, seen = list(graph[start]), set()
+    for start, imported in graph.items():
+        todo, seen = list(imported), set()
         while todo:
             module = todo.pop()
             if module in seen:

@@ -38,7 +38,9 @@ def _cni_tarball() -> bytes:
     return buf.getvalue()
 
 
-def build(dest: Path, version: str) -> Path:
+def build(dest: Path, version: str, real: dict[str, bytes] | None = None) -> Path:
+    """The directory for Kubernetes `version`; `real` adds real files (the CRI lane's containerd, runc, CNI plugins
+    and images), and a real CNI plugins archive takes the stand-in's place."""
     files: dict[str, bytes] = {
         "bin/kubeadm": _double("kubeadm", version),
         "bin/kubelet": _double("kubelet", version),
@@ -49,6 +51,9 @@ def build(dest: Path, version: str) -> Path:
         "cni/cni-plugins-linux-amd64-v1.8.0.tgz": _cni_tarball(),
     }
     files.update(addon_files())  # stand-ins of the upstream CNI and dashboard manifests
+    if real and any(rel.startswith("cni/") for rel in real):
+        del files["cni/cni-plugins-linux-amd64-v1.8.0.tgz"]
+    files.update(real or {})
     for rel, data in files.items():
         path = dest / rel
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -67,14 +67,18 @@ def _blob(tar: tarfile.TarFile, data: bytes) -> dict[str, object]:
 
 
 def build(out: Path, name: str, files: list[tuple[str, str]], cmd: list[str]) -> None:
+    env = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+    write_archive(out, name, _layer(files), {"Cmd": cmd, "Env": env})
+
+
+def write_archive(out: Path, name: str, layer: bytes, image_config: dict[str, object]) -> None:
+    """An OCI layout archive of one image called `name`: one uncompressed layer, `image_config` as its config."""
     if ":" not in name.rsplit("/", 1)[-1]:
         name += ":latest"
     if "/" not in name:
         name = f"docker.io/library/{name}"
-    layer = _layer(files)
     config = {
-        "architecture": "amd64", "os": "linux",
-        "config": {"Cmd": cmd, "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
+        "architecture": "amd64", "os": "linux", "config": image_config,
         "rootfs": {"type": "layers", "diff_ids": [f"sha256:{hashlib.sha256(layer).hexdigest()}"]},
     }
     with tarfile.open(out, "w") as tar:
