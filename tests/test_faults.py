@@ -78,6 +78,7 @@ def test_killed_node_then_ctrl_c_then_a_rerun_finishes(need_nodes: None, tmp_pat
         assert "step 'containerd (systemd cgroup driver)' failed" in error, error
         assert W2 in error and "unreachable" in error, error
         assert CP1 not in error.split("failed:", 1)[1], error  # only the node that died is named
+        assert f"provision logs -f {path}" in error, error  # where to look next
         assert not ansible_processes(state)
 
         # 2. Ctrl-C (SIGINT to the process group, as a terminal sends it) while Kubernetes is installed

@@ -93,7 +93,13 @@ def cmd_up(args: argparse.Namespace) -> int:
     state_dir = cluster_state_dir(cluster, args)
     started = time.monotonic()
     shown = progress()
-    report = lifecycle.up(cluster, state_dir, say, progress=shown, only=args.only, skip=args.skip)
+    try:
+        report = lifecycle.up(cluster, state_dir, say, progress=shown, only=args.only, skip=args.skip)
+    except UserError as exc:
+        if not (state_dir / "inventory" / "hosts.yml").is_file():
+            raise
+        raise UserError(f"{exc}\n  the nodes' logs, secrets redacted: provision logs -f {args.file}"
+                        + (f" --state-dir {args.state_dir}" if args.state_dir else ""), exc.code) from None
     out.print()
     table = Table(box=None, show_edge=False, pad_edge=False)
     table.add_column("PHASE")
