@@ -8,12 +8,13 @@ directory instead of the internet. The layout (also in roles/kube_packages/READM
     bin/crictl                                   from cri-tools' release tarball
     systemd/kubelet.service systemd/10-kubeadm.conf   roles/kube_packages/files
     cni/cni-plugins-linux-<arch>-v<version>.tgz  containernetworking/plugins release
-    images/<image>.tar                           OCI image archives naming their image (io.containerd.image.name)
+    images/<image>.tar                           OCI image archives copied by skopeo, naming their image
+                                                 (org.opencontainers.image.ref.name; provision/images.py lists them)
     containerd/containerd-<version>-linux-<arch>.tar.gz  containerd/runc.<arch>
     etcd/etcd-v<version>-linux-<arch>.tar.gz
 
 Every download comes from a pinned upstream URL and is checked against the checksum upstream publishes beside
-it; image blobs are checked against their digests. SHA256SUMS is written last, over everything in the directory.
+it; images are copied with skopeo, which checks every blob against its digest. SHA256SUMS is written last, over everything in the directory.
 `verify_dir` re-checks a copy (on the offline side) and returns one line per problem.
 """
 
@@ -21,12 +22,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
-import json
-import platform
 import re
 import shutil
-import subprocess
+import sys
 import tarfile
 import tempfile
 import urllib.error
@@ -35,9 +33,9 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import Any, Protocol
 
-from provision import versions
+from provision import images, versions
 from provision.cli_common import load, say, spec_arg
 from provision.errors import UserError
 from provision.paths import ROLES
@@ -49,7 +47,6 @@ CONTAINERD_VERSION = versions.CONTAINERD_VERSION
 RUNC_VERSION = versions.RUNC_VERSION
 CNI_PLUGINS_VERSION = versions.CNI_PLUGINS_VERSION
 # Used only where `kubeadm config images list` cannot run here (another OS or architecture).
-COREDNS_FALLBACK = "v1.12.1"
 
 ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 K8S_BINARIES = ("kubeadm", "kubelet", "kubectl")
@@ -64,12 +61,6 @@ SUMS_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
 HEX64 = re.compile(r"\b[0-9a-fA-F]{64}\b")
 CHUNK = 1 << 20
 
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
-ACCEPT = f"{OCI_INDEX}, {DOCKER_LIST}, {OCI_MANIFEST}, {DOCKER_MANIFEST}"
 
 
 # ---------------------------------------------------------------- fetching
@@ -166,7 +157,6 @@ class Plan:
     arch: str
     releases: list[Release]
     crictl: Release  # a tarball: only its `crictl` lands, as bin/crictl
-    images: list[str]  # fallback list; `kubeadm config images list` replaces it where kubeadm runs here
 
 
 def plan_for(kubernetes: str, etcd: str, containerd: str | None = None, arch: str = "amd64") -> Plan:
@@ -192,170 +182,7 @@ def plan_for(kubernetes: str, etcd: str, containerd: str | None = None, arch: st
     crictl_base = f"{gh}/kubernetes-sigs/cri-tools/releases/download/v{minor}.0"
     crictl = Release("bin/crictl", f"{crictl_base}/{crictl_name}", f"{crictl_base}/{crictl_name}.sha256",
                      crictl_name)
-    return Plan(kubernetes, arch, releases, crictl, fallback_images(kubernetes, etcd))
-
-
-def fallback_images(kubernetes: str, etcd: str) -> list[str]:
-    """kubeadm's images for a version, as `kubeadm config images list` would print them (coredns approximate)."""
-    images = [f"registry.k8s.io/{c}:v{kubernetes}"
-              for c in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")]
-    return images + [f"registry.k8s.io/coredns/coredns:{COREDNS_FALLBACK}", versions.pause_image(kubernetes),
-                     f"registry.k8s.io/etcd:{etcd}-0"]
-
-
-def kubeadm_images(kubeadm: Path, kubernetes: str, arch: str) -> list[str] | None:
-    """Ask the downloaded kubeadm for its image list; None where it cannot run on this machine."""
-    if platform.system() != "Linux" or ARCHES.get(platform.machine()) != arch:
-        return None
-    try:
-        proc = subprocess.run([str(kubeadm), "config", "images", "list", "--kubernetes-version", f"v{kubernetes}"],
-                              capture_output=True, text=True, timeout=120, check=False)
-    except OSError:
-        return None
-    images = [line.strip() for line in proc.stdout.splitlines() if line.strip()]
-    if proc.returncode != 0 or not images:
-        return None
-    return images
-
-
-def image_file(ref: str) -> str:
-    """images/<ref with / and : made safe>.tar, e.g. images/registry.k8s.io_pause_3.10.1.tar."""
-    return "images/" + re.sub(r"[^A-Za-z0-9._-]", "_", ref) + ".tar"
-
-
-# ---------------------------------------------------------------- images from a registry
-
-
-def parse_ref(ref: str) -> tuple[str, str, str]:
-    """registry.k8s.io/coredns/coredns:v1.12.1 -> (registry.k8s.io, coredns/coredns, v1.12.1)."""
-    name, _, digest = ref.partition("@")
-    first, _, rest = name.partition("/")
-    if not rest or ("." not in first and ":" not in first and first != "localhost"):
-        first, rest = "registry-1.docker.io", name if "/" in name else f"library/{name}"
-    tail = rest.rsplit("/", 1)[-1]
-    if digest:
-        return first, rest, digest
-    if ":" in tail:
-        repo, _, tag = rest.rpartition(":")
-        return first, repo, tag
-    return first, rest, "latest"
-
-
-class Registry:
-    """A small OCI distribution client: anonymous pulls, bearer tokens where a registry asks for one."""
-
-    def __init__(self, opener: Opener) -> None:
-        self.opener = opener
-        self.tokens: dict[str, str] = {}
-
-    def _request(self, url: str, accept: str | None = None) -> Response:
-        host = urllib.parse.urlsplit(url).netloc
-        for attempt in range(2):
-            req = urllib.request.Request(url)
-            if accept:
-                req.add_header("Accept", accept)
-            if host in self.tokens:
-                req.add_unredirected_header("Authorization", f"Bearer {self.tokens[host]}")
-            try:
-                return self.opener(req)
-            except urllib.error.HTTPError as exc:
-                challenge = exc.headers.get("WWW-Authenticate", "") if exc.headers else ""
-                if exc.code != 401 or attempt or not challenge.lower().startswith("bearer"):
-                    raise UserError(f"{url}: HTTP {exc.code} {exc.reason}; is the image name right and the "
-                                    "registry reachable from here?") from None
-                self.tokens[host] = self._token(challenge)
-        raise AssertionError("unreachable")
-
-    def _token(self, challenge: str) -> str:
-        params = dict(re.findall(r'(\w+)="([^"]*)"', challenge))
-        realm = params.pop("realm", "")
-        if not realm:
-            raise UserError(f"registry asked for a token without a realm: {challenge}")
-        body = json.loads(_read_all(self.opener, realm + "?" + urllib.parse.urlencode(params)))
-        token = body.get("token") or body.get("access_token")
-        if not isinstance(token, str):
-            raise UserError(f"{realm} returned no token")
-        return token
-
-    def get_json(self, url: str, accept: str) -> tuple[bytes, str]:
-        response = self._request(url, accept)
-        try:
-            data = response.read()
-            media = str(response.headers.get("Content-Type", "")).split(";")[0].strip()
-        finally:
-            response.close()
-        return data, media or str(json.loads(data).get("mediaType", ""))
-
-    def blob_to(self, url: str, digest: str, out: IO[bytes]) -> int:
-        response = self._request(url)
-        h = hashlib.sha256()
-        size = 0
-        try:
-            while chunk := response.read(CHUNK):
-                h.update(chunk)
-                size += len(chunk)
-                out.write(chunk)
-        finally:
-            response.close()
-        if f"sha256:{h.hexdigest()}" != digest:
-            raise UserError(f"{url}: content is sha256:{h.hexdigest()}, expected {digest}; refusing the image")
-        return size
-
-
-def pull_image(ref: str, dest: Path, opener: Opener, arch: str = "amd64") -> None:
-    """Write `ref` (one platform: linux/`arch`) as an OCI image archive that `ctr images import` accepts."""
-    host, repo, tag = parse_ref(ref)
-    base = f"https://{host}/v2/{repo}"
-    reg = Registry(opener)
-    accept = ACCEPT
-    data, media = reg.get_json(f"{base}/manifests/{tag}", accept)
-    if tag.startswith("sha256:") and f"sha256:{hashlib.sha256(data).hexdigest()}" != tag:
-        raise UserError(f"{ref}: the registry's manifest does not match the digest asked for")
-    if media in INDEX_TYPES:
-        manifests = json.loads(data).get("manifests", [])
-        chosen = [m for m in manifests
-                  if m.get("platform", {}).get("os") == "linux" and m.get("platform", {}).get("architecture") == arch]
-        if not chosen:
-            raise UserError(f"{ref} has no linux/{arch} image")
-        digest = chosen[0]["digest"]
-        data, media = reg.get_json(f"{base}/manifests/{digest}", accept)
-        if f"sha256:{hashlib.sha256(data).hexdigest()}" != digest:
-            raise UserError(f"{ref}: manifest {digest} does not match its digest; refusing the image")
-    manifest = json.loads(data)
-    blobs = [manifest["config"], *manifest.get("layers", [])]
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    try:
-        with tarfile.open(part, "w") as tar, tempfile.TemporaryDirectory() as tmp:
-            for blob in blobs:
-                blob_path = Path(tmp, "blob")
-                with blob_path.open("wb") as out:
-                    reg.blob_to(f"{base}/blobs/{blob['digest']}", blob["digest"], out)
-                tar.add(blob_path, arcname="blobs/sha256/" + blob["digest"].split(":", 1)[1])
-            manifest_digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
-            index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{
-                "mediaType": media or OCI_MANIFEST, "digest": manifest_digest, "size": len(data),
-                "platform": {"os": "linux", "architecture": arch},
-                "annotations": {"io.containerd.image.name": ref,
-                                "org.opencontainers.image.ref.name": tag if not tag.startswith("sha256:") else ref},
-            }]}
-            _add_bytes(tar, "blobs/sha256/" + manifest_digest.split(":", 1)[1], data)
-            _add_bytes(tar, "oci-layout", b'{"imageLayoutVersion": "1.0.0"}')
-            _add_bytes(tar, "index.json", json.dumps(index).encode())
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
-    part.replace(dest)
-
-
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mode = 0o644
-    tar.addfile(info, io.BytesIO(data))
-
-
-# ---------------------------------------------------------------- SHA256SUMS
+    return Plan(kubernetes, arch, releases, crictl)
 
 
 def _files(root: Path) -> Iterator[str]:
@@ -462,9 +289,13 @@ def fetch_crictl(opener: Opener, rel: Release, root: Path, say: Callable[[str], 
 
 
 def assemble(kubernetes: str, etcd: str, out: Path, say: Callable[[str], None], containerd: str | None = None,
-             arch: str = "amd64", opener: Opener = urlopen) -> list[str]:
-    """Fill `out` with everything an offline install needs and write SHA256SUMS; return the images pulled."""
+             arch: str = "amd64", opener: Opener = urlopen, cni: str = "calico", dashboard: str = "headlamp") -> list[str]:
+    """Fill `out` with everything an offline install needs and write SHA256SUMS; return the images copied."""
     plan = plan_for(kubernetes, etcd, containerd, arch)
+    wanted = images.cluster_images(kubernetes, cni, dashboard)
+    for addon in images.unlisted(dashboard):
+        say(f"warning: provision does not know {addon}'s images; copy them into the directory yourself")
+    images.require_skopeo()  # before any download: a missing tool is one line, not a half-filled directory
     out.mkdir(parents=True, exist_ok=True)
     say(f"assembling {out} for Kubernetes {kubernetes} ({arch})")
     for rel in plan.releases:
@@ -476,26 +307,19 @@ def assemble(kubernetes: str, etcd: str, out: Path, say: Callable[[str], None], 
         target = out / "systemd" / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ROLES / "kube_packages" / "files" / name, target)
-    images = kubeadm_images(out / "bin" / "kubeadm", kubernetes, arch)
-    if images is None:
-        images = plan.images
-        say(f"  kubeadm cannot run on this machine: using provision's image list (coredns {COREDNS_FALLBACK} "
-            "is a guess; run this on linux/" + arch + " for kubeadm's own list)")
-    if versions.pause_image(kubernetes) not in images:
-        images.append(versions.pause_image(kubernetes))
-    for ref in images:
-        dest = out / image_file(ref)
+    for image in wanted:
+        dest = out / images.archive_name(image.ref)
         if dest.is_file():
-            say(f"  have {image_file(ref)}")
+            say(f"  have {images.archive_name(image.ref)}")
             continue
-        say(f"  pull {ref}")
-        pull_image(ref, dest, opener, arch)
+        say(f"  copy {image.ref}  ({image.used_by})")
+        images.copy_to_archive(image.ref, dest, arch)
     write_sums(out)
     problems = verify_dir(out)
     if problems:
         raise UserError("the assembled directory does not verify: " + "; ".join(problems))
     say(f"wrote {out / SUMS}: {len(read_sums(out)[0])} files")
-    return images
+    return [image.ref for image in wanted]
 
 
 # ---------------------------------------------------------------- command line
@@ -506,10 +330,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser(
         "artifacts", help="assemble (or --verify) the offline artifacts directory",
         description="Download everything an offline cluster installs (Kubernetes binaries, kubelet unit, CNI "
-                    "plugins, kubeadm's images, containerd, runc, etcd) from pinned upstream URLs into one "
-                    "directory, checked against upstream checksums, and write its SHA256SUMS. Run it where the "
-                    "internet is reachable; copy the directory to the offline side and set "
-                    "`artifacts: {mode: offline, dir: DIR}` in the spec.")
+                    "plugins, containerd, runc, etcd) from pinned upstream URLs into one directory, checked "
+                    "against upstream checksums, copy every image the cluster runs (kubeadm's, the CNI's, the "
+                    "dashboard's, verify's) with skopeo, and write its SHA256SUMS. Run it where the internet is "
+                    "reachable; copy the directory to the offline side and set "
+                    "`artifacts: {mode: offline, dir: DIR}` in the spec. --list prints the images only.")
     spec_arg(p)
     p.add_argument("-o", "--output", metavar="DIR",
                    help="directory to fill (default: the spec's artifacts.dir, else ./artifacts)")
@@ -517,6 +342,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                    help="only check DIR against its SHA256SUMS (no network); exit 1 on any problem")
     p.add_argument("--arch", choices=sorted(set(ARCHES.values())), default="amd64",
                    help="node CPU architecture (default: amd64)")
+    p.add_argument("--list", action="store_true",
+                   help="print every image the spec's cluster runs, one per line, and stop (no network)")
     p.set_defaults(func=cmd_artifacts)
 
 
@@ -524,6 +351,14 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
     cluster = None
     if not (args.verify and args.output):
         cluster = load(args.file)
+    if args.list:
+        assert cluster is not None
+        spec = cluster.spec
+        for image in images.cluster_images(cluster.kubernetes_version, spec.networking.cni, spec.dashboard.type):
+            sys.stdout.write(f"{image.ref}\n")
+        for addon in images.unlisted(spec.dashboard.type):
+            say(f"warning: provision does not know {addon}'s images; they are not in this list")
+        return 0
     if args.output:
         out = Path(args.output)
     elif cluster is not None and cluster.spec.artifacts.dir:
@@ -539,6 +374,7 @@ def cmd_artifacts(args: argparse.Namespace) -> int:
         return 1 if problems else 0
     assert cluster is not None
     assemble(cluster.kubernetes_version, cluster.etcd_version, out, say,
-             containerd=cluster.spec.container_runtime.version, arch=args.arch)
+             containerd=cluster.spec.container_runtime.version, arch=args.arch, cni=cluster.spec.networking.cni,
+             dashboard=cluster.spec.dashboard.type)
     return 0
 

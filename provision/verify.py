@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.53"
+from provision import versions
+
+AGNHOST = versions.AGNHOST_IMAGE
 NAMESPACE = "provision-verify"
 
 

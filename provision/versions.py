@@ -83,6 +83,47 @@ DASHBOARD_VERSIONS: dict[str, str] = {
     "kubernetes-dashboard": "7.14.0",  # archived upstream; legacy
 }
 
+# ---------------------------------------------------------------- the images a cluster runs (provision/images.py)
+# Read 2026-11-30 at the pinned upstream tags (stored data to late August 2026):
+#   coredns per minor: kubernetes/minikube pkg/minikube/constants/constants_kubeadm_images.go @383c3aa4 (tracks
+#     `kubeadm config images list`: 1.35 v1.13.1, 1.36 v1.14.2, 1.37 v1.14.6 as of v1.37.0-rc.0: re-check at GA).
+#   Calico: projectcalico/calico v3.31.7 manifests/tigera-operator.yaml (operator v1.40.15); what the operator
+#     deploys for our Installation and APIServer: tigera/operator v1.40.15 config/calico_versions.yml and
+#     pkg/components/calico.go (registry quay.io; goldmane/whisker only with observability, not enabled here).
+#   flannel: flannel-io/flannel v0.28.9 Documentation/kube-flannel.yml.
+#   Cilium: the chart's defaults at 1.20.1 (agent, operator-generic, the cilium-envoy DaemonSet), tags from
+#     kubespray c2089ae5; the chart pins digests too, not checked here: a copy by tag is resolved by digest.
+#   weave: rajch/weave v2.8.10 reweave/Makefile (IMAGE_VERSION 2.8.10, REGISTRY_USER rajchaudhuri): inferred,
+#     the release asset itself could not be read.
+#   Headlamp: kubernetes-sigs/headlamp v0.45.0 charts/headlamp/values.yaml.
+COREDNS_FOR_KUBERNETES: dict[str, str] = {
+    "1.35": "v1.13.1",
+    "1.36": "v1.14.2",
+    "1.37": "v1.14.6",
+}
+CALICO_OPERATOR_VERSION = "v1.40.15"
+CNI_IMAGES: dict[str, tuple[str, ...]] = {
+    "calico": (f"quay.io/tigera/operator:{CALICO_OPERATOR_VERSION}",
+               *(f"quay.io/calico/{c}:{CNI_VERSIONS['calico']}"
+                 for c in ("node", "cni", "pod2daemon-flexvol", "kube-controllers", "typha", "csi",
+                           "node-driver-registrar", "apiserver"))),
+    "flannel": ("ghcr.io/flannel-io/flannel-cni-plugin:v1.9.1-flannel3",
+                f"ghcr.io/flannel-io/flannel:{CNI_VERSIONS['flannel']}"),
+    "cilium": (f"quay.io/cilium/cilium:v{CNI_VERSIONS['cilium']}",
+               f"quay.io/cilium/operator-generic:v{CNI_VERSIONS['cilium']}",
+               "quay.io/cilium/cilium-envoy:v1.37.5-1786810558-766ccfb37260a43e9d228837aa84ce3faf9f64e7"),
+    "weave": (f"docker.io/rajchaudhuri/weave-kube:{CNI_VERSIONS['weave'].removeprefix('v')}",
+              f"docker.io/rajchaudhuri/weave-npc:{CNI_VERSIONS['weave'].removeprefix('v')}"),
+}
+# The legacy kubernetes-dashboard chart's images are not listed (its 7.14.0 release could not be read).
+DASHBOARD_IMAGES: dict[str, tuple[str, ...]] = {
+    "headlamp": (f"ghcr.io/headlamp-k8s/headlamp:v{DASHBOARD_VERSIONS['headlamp']}",),
+    "none": (),
+}
+# What `provision verify` starts: agnhost, Kubernetes' own e2e test image.
+AGNHOST_IMAGE = "registry.k8s.io/e2e-test-images/agnhost:2.53"
+VERIFY_IMAGES: tuple[str, ...] = (AGNHOST_IMAGE,)
+
 
 def resolve_kubernetes(version: str) -> str:
     """'1.36' -> '1.36.6'; '1.36.4' -> '1.36.4'. Callers validate the minor first."""

@@ -10,9 +10,11 @@ python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore 
 # Real test nodes: the Docker engine (installed and started here when run as root) and the node image,
 # built once and cached by Docker. After this, a missing engine fails the node tests instead of skipping them.
 if [ "$(id -u)" = 0 ]; then
-  if ! command -v vagrant >/dev/null; then  # Vagrant's docker provider is tested for real
+  # Vagrant's docker provider is tested for real; skopeo copies images, against Debian's distribution registry
+  if ! command -v vagrant >/dev/null || ! command -v skopeo >/dev/null || ! [ -x /usr/bin/docker-registry ]; then
     apt-get -o DPkg::Lock::Timeout=600 update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q vagrant vagrant-libvirt >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q vagrant vagrant-libvirt \
+      skopeo docker-registry >/dev/null
   fi
   provision image build --install-engine
 else

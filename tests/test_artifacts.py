@@ -1,4 +1,5 @@
-"""`provision artifacts`: layout, upstream checksum checks, image archives and SHA256SUMS — without a network.
+"""`provision artifacts`: layout, upstream checksum checks, image archives and SHA256SUMS — without the internet
+(downloads from a fake opener, images from a real registry on 127.0.0.1: tests/registry.py).
 
 Every URL is served by a fake opener from small local bytes; nothing here touches the internet.
 """
@@ -8,17 +9,18 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import json
 import tarfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from email.message import Message
 from pathlib import Path
 
 import pytest
 
-from provision import artifacts, spec, versions
+from provision import artifacts, images, spec, versions
 from provision.errors import UserError
+from tests import registry
 
 
 def sha(data: bytes) -> str:
@@ -66,37 +68,6 @@ class FakeWeb:
         return FakeResponse(data, content_type)
 
 
-# ---------------------------------------------------------------- a tiny registry
-
-
-def add_image(web: FakeWeb, ref: str, arch: str = "amd64", payload: bytes = b"layer") -> dict[str, str]:
-    """Serve `ref` as a multi-arch index (linux/arm64 decoy + linux/<arch>); return the blob digests."""
-    host, repo, tag = artifacts.parse_ref(ref)
-    base = f"https://{host}/v2/{repo}"
-    layer = _tar_bytes({"hello.txt": payload})
-    config = json.dumps({"architecture": arch, "os": "linux",
-                         "rootfs": {"type": "layers", "diff_ids": [f"sha256:{sha(layer)}"]}}).encode()
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": artifacts.OCI_MANIFEST,
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": f"sha256:{sha(config)}",
-                   "size": len(config)},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": f"sha256:{sha(layer)}",
-                    "size": len(layer)}],
-    }).encode()
-    decoy = b'{"schemaVersion": 2, "config": {"digest": "sha256:00"}, "layers": []}'
-    index = json.dumps({"schemaVersion": 2, "mediaType": artifacts.OCI_INDEX, "manifests": [
-        {"mediaType": artifacts.OCI_MANIFEST, "digest": f"sha256:{sha(decoy)}", "size": len(decoy),
-         "platform": {"os": "linux", "architecture": "arm64" if arch != "arm64" else "s390x"}},
-        {"mediaType": artifacts.OCI_MANIFEST, "digest": f"sha256:{sha(manifest)}", "size": len(manifest),
-         "platform": {"os": "linux", "architecture": arch}},
-    ]}).encode()
-    web.add(f"{base}/manifests/{tag}", index, artifacts.OCI_INDEX)
-    web.add(f"{base}/manifests/sha256:{sha(manifest)}", manifest, artifacts.OCI_MANIFEST)
-    web.add(f"{base}/blobs/sha256:{sha(config)}", config)
-    web.add(f"{base}/blobs/sha256:{sha(layer)}", layer)
-    return {"manifest": f"sha256:{sha(manifest)}", "config": f"sha256:{sha(config)}", "layer": f"sha256:{sha(layer)}"}
-
-
 def _tar_bytes(files: dict[str, bytes], mode: str = "w") -> bytes:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode=mode) as tar:
@@ -131,9 +102,6 @@ def test_plan_pins_upstream_urls_from_the_versions() -> None:
         "https://github.com/etcd-io/etcd/releases/download/v3.6.5/etcd-v3.6.5-linux-amd64.tar.gz")
     assert f"cni/cni-plugins-linux-amd64-v{artifacts.CNI_PLUGINS_VERSION}.tgz" in urls
     assert plan.crictl.url.endswith("/v1.37.0/crictl-v1.37.0-linux-amd64.tar.gz")
-    assert versions.pause_image("1.37.2") in plan.images
-    assert "registry.k8s.io/kube-apiserver:v1.37.2" in plan.images
-    assert "registry.k8s.io/etcd:3.6.5-0" in plan.images
 
 
 def test_plan_follows_the_spec_containerd_version_and_arch() -> None:
@@ -151,20 +119,9 @@ def test_the_directory_carries_the_pinned_containerd_and_runc() -> None:
 
 
 def test_image_file_names_are_flat_and_safe() -> None:
-    assert artifacts.image_file("registry.k8s.io/pause:3.10.1") == "images/registry.k8s.io_pause_3.10.1.tar"
-    assert artifacts.image_file("registry.k8s.io/coredns/coredns:v1.12.1") == (
+    assert images.archive_name("registry.k8s.io/pause:3.10.1") == "images/registry.k8s.io_pause_3.10.1.tar"
+    assert images.archive_name("registry.k8s.io/coredns/coredns:v1.12.1") == (
         "images/registry.k8s.io_coredns_coredns_v1.12.1.tar")
-
-
-@pytest.mark.parametrize(("ref", "expected"), [
-    ("registry.k8s.io/pause:3.10.1", ("registry.k8s.io", "pause", "3.10.1")),
-    ("registry.k8s.io/coredns/coredns:v1.12.1", ("registry.k8s.io", "coredns/coredns", "v1.12.1")),
-    ("localhost:5000/x/y", ("localhost:5000", "x/y", "latest")),
-    ("busybox", ("registry-1.docker.io", "library/busybox", "latest")),
-    ("quay.io/a/b@sha256:" + "0" * 64, ("quay.io", "a/b", "sha256:" + "0" * 64)),
-])
-def test_parse_ref(ref: str, expected: tuple[str, str, str]) -> None:
-    assert artifacts.parse_ref(ref) == expected
 
 
 # ---------------------------------------------------------------- upstream checksums
@@ -199,60 +156,6 @@ def test_download_keeps_a_file_only_when_its_checksum_matches(tmp_path: Path) ->
 def test_download_failure_says_what_failed(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="download of https://example.test/missing failed"):
         artifacts.download(FakeWeb(), "https://example.test/missing", tmp_path / "x", "0" * 64)
-
-
-# ---------------------------------------------------------------- images
-
-
-def test_pull_image_writes_an_importable_oci_archive(tmp_path: Path) -> None:
-    web = FakeWeb()
-    digests = add_image(web, "registry.k8s.io/pause:3.10.1")
-    dest = tmp_path / "images" / "pause.tar"
-    artifacts.pull_image("registry.k8s.io/pause:3.10.1", dest, web)
-
-    with tarfile.open(dest) as tar:
-        names = set(tar.getnames())
-        index = json.loads(tar.extractfile("index.json").read())  # type: ignore[union-attr]
-        blobs = {n: tar.extractfile(n).read() for n in names if n.startswith("blobs/")}  # type: ignore[union-attr]
-    assert "oci-layout" in names
-    (entry,) = index["manifests"]
-    assert entry["annotations"]["io.containerd.image.name"] == "registry.k8s.io/pause:3.10.1"
-    assert entry["digest"] == digests["manifest"]  # the linux/amd64 manifest, not the arm64 decoy
-    for digest in digests.values():
-        assert f"blobs/sha256/{digest.split(':')[1]}" in names
-    for name, data in blobs.items():
-        assert name == f"blobs/sha256/{sha(data)}"  # every blob is what its name says
-    assert not list(tmp_path.rglob("*.part"))
-
-
-def test_pull_image_gets_a_bearer_token_when_asked(tmp_path: Path) -> None:
-    web = FakeWeb()
-    add_image(web, "quay.example/team/app:1")
-    web.token_required["quay.example"] = "t0ken"
-    web.add("https://auth.example/token?service=quay.example&scope=pull", b'{"token": "t0ken"}')
-    artifacts.pull_image("quay.example/team/app:1", tmp_path / "app.tar", web)
-    assert (tmp_path / "app.tar").is_file()
-    blob_requests = [r for r in web.requests if "/blobs/" in r.full_url]
-    # the token is never forwarded on a redirect (blob storage is often another host)
-    assert all("Authorization" in r.unredirected_hdrs for r in blob_requests)
-
-
-def test_pull_image_refuses_a_blob_that_does_not_match_its_digest(tmp_path: Path) -> None:
-    web = FakeWeb()
-    digests = add_image(web, "registry.k8s.io/pause:3.10.1")
-    host, repo, _ = artifacts.parse_ref("registry.k8s.io/pause:3.10.1")
-    web.add(f"https://{host}/v2/{repo}/blobs/{digests['layer']}", b"tampered layer")
-    with pytest.raises(UserError, match=f"expected {digests['layer']}; refusing the image"):
-        artifacts.pull_image("registry.k8s.io/pause:3.10.1", tmp_path / "pause.tar", web)
-    assert not (tmp_path / "pause.tar").exists()
-    assert not list(tmp_path.rglob("*.part"))
-
-
-def test_pull_image_without_the_architecture_says_so(tmp_path: Path) -> None:
-    web = FakeWeb()
-    add_image(web, "registry.k8s.io/pause:3.10.1", arch="amd64")
-    with pytest.raises(UserError, match="has no linux/riscv64 image"):
-        artifacts.pull_image("registry.k8s.io/pause:3.10.1", tmp_path / "p.tar", web, arch="riscv64")
 
 
 # ---------------------------------------------------------------- SHA256SUMS and verify_dir
@@ -339,13 +242,12 @@ def test_verify_without_sums_or_directory(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- the whole directory
 
 
-def serve_release(web: FakeWeb, kubernetes: str, etcd: str, images: list[str]) -> None:
-    """Serve every pinned URL with small stand-ins (kubeadm prints `images` as its image list)."""
+def serve_release(web: FakeWeb, kubernetes: str, etcd: str) -> None:
+    """Serve every pinned URL with small stand-ins."""
     plan = artifacts.plan_for(kubernetes, etcd)
-    listing = "".join(f"echo {ref}\n" for ref in images)
     for rel in plan.releases:
         name = rel.sums_name
-        data = (f"#!/bin/sh\n{listing}".encode() if name == "kubeadm" else f"stand-in {name}".encode())
+        data = f"stand-in {name}".encode()
         web.add(rel.url, data)
         other = "f" * 64
         web.add(rel.sums_url, (f"{sha(data)}\n" if rel.sums_url.endswith(".sha256") and "cni" not in name
@@ -353,41 +255,53 @@ def serve_release(web: FakeWeb, kubernetes: str, etcd: str, images: list[str]) -
     crictl = _tgz_bytes({"crictl": b"crictl stand-in"})
     web.add(plan.crictl.url, crictl)
     web.add(plan.crictl.sums_url, f"{sha(crictl)}  {plan.crictl.sums_name}\n".encode())
-    for ref in images:
-        add_image(web, ref)
 
 
-def test_assemble_fills_a_directory_that_verifies(tmp_path: Path) -> None:
-    images = ["registry.k8s.io/kube-apiserver:v1.37.2", "registry.k8s.io/pause:3.10.2"]
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[registry.Upstream]:
+    """The images' registries: one real distribution registry holding every image the cluster runs."""
+    why = registry.available()
+    if why:
+        pytest.skip(why)
+    with registry.upstream(tmp_path_factory.mktemp("registry")) as reg:
+        for image in images.cluster_images("1.37.2", "calico", "headlamp"):
+            reg.push(image.ref)
+        yield reg
+
+
+def test_assemble_fills_a_directory_that_verifies(tmp_path: Path, upstream: registry.Upstream,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONTAINERS_REGISTRIES_CONF", str(upstream.registries_conf))
     web = FakeWeb()
-    serve_release(web, "1.37.2", "3.6.5", images)
+    serve_release(web, "1.37.2", "3.6.5")
     out = tmp_path / "artifacts"
     lines: list[str] = []
-    pulled = artifacts.assemble("1.37.2", "3.6.5", out, lines.append, opener=web)
+    copied = artifacts.assemble("1.37.2", "3.6.5", out, lines.append, opener=web)
 
     assert artifacts.verify_dir(out) == []
-    assert set(pulled) == set(images)  # kubeadm's own list (this machine runs the stand-in kubeadm)
+    assert copied == [i.ref for i in images.cluster_images("1.37.2", "calico", "headlamp")]
     listed = artifacts.read_sums(out)[0]
     for rel in artifacts.REQUIRED:
         assert rel in listed
+    assert all(images.archive_name(ref) in listed for ref in copied)
     assert (out / "bin/crictl").read_bytes() == b"crictl stand-in"
     assert (out / "bin/kubectl").stat().st_mode & 0o755 == 0o755
     assert (out / "systemd/10-kubeadm.conf").read_bytes() == (
         artifacts.ROLES / "kube_packages/files/10-kubeadm.conf").read_bytes()
-    assert artifacts.image_file("registry.k8s.io/pause:3.10.2") in listed
     assert all(r.full_url.startswith("https://") for r in web.requests)
 
-    # a second run downloads nothing it already has
+    # a second run downloads and copies nothing it already has
     before = len(web.requests)
-    artifacts.assemble("1.37.2", "3.6.5", out, lines.append, opener=web)
+    again: list[str] = []
+    artifacts.assemble("1.37.2", "3.6.5", out, again.append, opener=web)
     fetched = [r.full_url for r in web.requests[before:]]
     assert not any(u.startswith("https://dl.k8s.io") and not u.endswith(".sha256") for u in fetched)
-    assert not any("/blobs/" in u for u in fetched)
+    assert not any(line.startswith("  copy ") for line in again)
 
 
 def test_assemble_refuses_a_download_that_does_not_match_upstream(tmp_path: Path) -> None:
     web = FakeWeb()
-    serve_release(web, "1.37.2", "3.6.5", ["registry.k8s.io/pause:3.10.2"])
+    serve_release(web, "1.37.2", "3.6.5")
     web.add("https://dl.k8s.io/release/v1.37.2/bin/linux/amd64/kubelet", b"tampered")
     with pytest.raises(UserError, match="kubelet: sha256 is .* upstream publishes"):
         artifacts.assemble("1.37.2", "3.6.5", tmp_path / "a", lambda _: None, opener=web)

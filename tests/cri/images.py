@@ -1,7 +1,7 @@
 """Small container images built here, as OCI archives `ctr images import` takes (no registry is reachable).
 
 - the pause image, under the name the roles pin for the Kubernetes minor (versions.pause_image): our own pause
-  program (pause.c), static;
+  program (pause.c), static, written by skopeo as `provision artifacts` writes images;
 - a test image with Debian's busybox-static (sh, wget, httpd, nslookup, mount ...).
 
 Each archive is an OCI image layout whose index names the image (io.containerd.image.name), the way
@@ -54,7 +54,11 @@ def pause_archive(image: str, dest: Path) -> Path:
     binary.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(["gcc", "-static", "-Os", "-s", "-o", str(binary), str(HERE / "pause.c")], check=True)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    write_archive(dest, image, _layer({"pause": binary.read_bytes()}), {"Entrypoint": ["/pause"], "User": "65535:65535"})
+    built = dest.with_name("pause-built.tar")
+    write_archive(built, image, _layer({"pause": binary.read_bytes()}), {"Entrypoint": ["/pause"], "User": "65535:65535"})
+    # copied once more by skopeo, as `provision artifacts` copies images: the archive then names the image only in
+    # org.opencontainers.image.ref.name, which the kube_packages role must read for containerd to find it
+    subprocess.run(["skopeo", "copy", "--quiet", f"oci-archive:{built}", f"oci-archive:{dest}:{image}"], check=True)
     return dest
 
 
