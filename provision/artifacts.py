@@ -46,7 +46,6 @@ SUMS = "SHA256SUMS"
 CONTAINERD_VERSION = versions.CONTAINERD_VERSION
 RUNC_VERSION = versions.RUNC_VERSION
 CNI_PLUGINS_VERSION = versions.CNI_PLUGINS_VERSION
-# Used only where `kubeadm config images list` cannot run here (another OS or architecture).
 
 ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 K8S_BINARIES = ("kubeadm", "kubelet", "kubectl")
@@ -345,6 +344,37 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--list", action="store_true",
                    help="print every image the spec's cluster runs, one per line, and stop (no network)")
     p.set_defaults(func=cmd_artifacts)
+    actions = p.add_subparsers(dest="artifacts_command", metavar="ACTION")
+    push = actions.add_parser(
+        "push", help="load the directory's images into the spec's registry mirror",
+        description="Check the artifacts directory against its SHA256SUMS, then copy each image archive into the "
+                    "registry mirror (artifacts.registry, trusting artifacts.caFile) under its upstream name: "
+                    "registry.k8s.io/pause:3.10.1 becomes <mirror>/registry.k8s.io/pause:3.10.1, where the nodes' "
+                    "containerd looks for it.")
+    spec_arg(push)
+    push.add_argument("-d", "--dir", metavar="DIR", help="the artifacts directory (default: the spec's artifacts.dir)")
+    push.set_defaults(func=cmd_push)
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    cluster = load(args.file)
+    art = cluster.spec.artifacts
+    if not art.registry:
+        raise UserError(f"{args.file} sets no artifacts.registry: name the mirror to push to (host:port)", code=2)
+    source = Path(args.dir) if args.dir else cluster.path(art.dir) if art.dir else None
+    if source is None:
+        raise UserError(f"{args.file} sets no artifacts.dir and no --dir was given: which directory?", code=2)
+    problems = verify_dir(source)
+    if problems:
+        raise UserError(f"{source} does not verify, nothing pushed: {problems[0]}")
+    ca = cluster.path(art.ca_file) if art.ca_file else None
+    if ca is not None and not ca.is_file():
+        raise UserError(f"artifacts.caFile {ca} is not a file: give the mirror's CA certificate (PEM)", code=2)
+    archives = sorted(rel for rel in read_sums(source)[0] if rel.startswith("images/"))
+    for rel in archives:
+        say(f"  push {images.push_archive(source / rel, art.registry, ca)}")
+    say(f"pushed {len(archives)} image(s) to {art.registry}")
+    return 0
 
 
 def cmd_artifacts(args: argparse.Namespace) -> int:

@@ -8,10 +8,13 @@ copies each image with skopeo (registry to OCI archive, one platform) into the a
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
+import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,20 +69,58 @@ def require_skopeo() -> str:
     return path
 
 
-def copy_to_archive(ref: str, dest: Path, arch: str = "amd64") -> None:
-    """Copy `ref` (linux/`arch`) from its registry into an OCI archive at `dest` that names it in its index."""
-    skopeo = require_skopeo()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    part.unlink(missing_ok=True)
+def _skopeo(*args: str) -> subprocess.CompletedProcess[str]:
     # registries.conf from CONTAINERS_REGISTRIES_CONF (mirrors, a site's rewrites): newer skopeo reads the variable
     # itself, Debian 12's 1.9 only its --registries-conf option
     conf = os.environ.get("CONTAINERS_REGISTRIES_CONF")
-    proc = subprocess.run([skopeo, *(["--registries-conf", conf] if conf else []), "copy", "--quiet", "--retry-times", "2", "--override-os", "linux",
-                           "--override-arch", arch, f"docker://{ref}", f"oci-archive:{part}:{ref}"],
+    return subprocess.run([require_skopeo(), *(["--registries-conf", conf] if conf else []), *args],
                           capture_output=True, text=True, check=False)
+
+
+def _why(proc: subprocess.CompletedProcess[str]) -> str:
+    last = (proc.stderr.strip().splitlines() or ["skopeo failed"])[-1]
+    message = re.sub(r'^time="[^"]*" level=\w+ msg=', "", last)
+    return message.strip('"').replace('\\"', '"')
+
+
+def copy_to_archive(ref: str, dest: Path, arch: str = "amd64") -> None:
+    """Copy `ref` (linux/`arch`) from its registry into an OCI archive at `dest` that names it in its index."""
+    require_skopeo()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    part.unlink(missing_ok=True)
+    proc = _skopeo("copy", "--quiet", "--retry-times", "2", "--override-os", "linux", "--override-arch", arch,
+                   f"docker://{ref}", f"oci-archive:{part}:{ref}")
     if proc.returncode != 0:
         part.unlink(missing_ok=True)
-        why = (proc.stderr.strip().splitlines() or ["skopeo failed"])[-1]
-        raise UserError(f"cannot copy {ref} from {registry_of(ref)}: {why.removeprefix('time=')}")
+        raise UserError(f"cannot copy {ref} from {registry_of(ref)}: {_why(proc)}")
     part.replace(dest)
+
+
+def archive_ref(archive: Path) -> str:
+    """The image an archive holds, as its index names it (skopeo's or ctr's annotation)."""
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile("index.json")
+        index = json.loads(member.read()) if member else {}
+    for manifest in index.get("manifests", []):
+        notes = manifest.get("annotations", {})
+        for key in ("io.containerd.image.name", "org.opencontainers.image.ref.name"):
+            if re.search(r"[/:]", notes.get(key, "")):
+                return str(notes[key])
+    raise UserError(f"{archive} names no image (no full reference in its index.json): copy it again with "
+                    "`provision artifacts`")
+
+
+def push_archive(archive: Path, registry: str, ca_file: Path | None = None) -> str:
+    """Push an archive's image into the site's mirror under its upstream name (<registry>/registry.k8s.io/...)."""
+    ref = archive_ref(archive)
+    with tempfile.TemporaryDirectory() as certs:
+        tls: list[str] = []
+        if ca_file is not None:
+            shutil.copyfile(ca_file, Path(certs, "ca.crt"))  # skopeo's --dest-cert-dir reads *.crt as CAs
+            tls = ["--dest-cert-dir", certs]
+        proc = _skopeo("copy", "--quiet", "--retry-times", "2", *tls, f"oci-archive:{archive}",
+                       f"docker://{registry}/{ref}")
+    if proc.returncode != 0:
+        raise UserError(f"cannot push {ref} to {registry}: {_why(proc)}")
+    return ref

@@ -73,6 +73,7 @@ def render(topo: Topology, connections: dict[str, Connection] | None = None) -> 
         for n in topo.nodes
     ]
     artifacts_dir = str(c.path(spec.artifacts.dir)) if spec.artifacts.dir else None
+    registry_mirror_ca = str(c.path(spec.artifacts.ca_file)) if spec.artifacts.ca_file else None
     context = {
         "source": c.source,
         "cluster_name": c.name,
@@ -96,6 +97,7 @@ def render(topo: Topology, connections: dict[str, Connection] | None = None) -> 
         "helm_version": versions.HELM_VERSION,
         "dashboard_version": versions.DASHBOARD_VERSIONS.get(spec.dashboard.type),
         "artifacts_dir": artifacts_dir,
+        "registry_mirror_ca": registry_mirror_ca,
     }
     return {
         "inventory/hosts.yml": _ENV.get_template("inventory.yml.j2").render(context),

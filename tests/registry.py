@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import socket
+import ssl
 import subprocess
 import tarfile
 import time
@@ -59,13 +60,38 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def make_ca(work: Path, name: str) -> Path:
+    """A CA certificate and key (work/<name>.crt, .key), as a site's own CA."""
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-days", "2", "-subj", f"/CN={name}", "-keyout", str(work / f"{name}.key"),
+                    "-out", str(work / f"{name}.crt")], check=True, capture_output=True)
+    return work / f"{name}.crt"
+
+
+def _server_cert(work: Path, ca: Path, ip: str) -> tuple[Path, Path]:
+    key, csr, crt = work / "server.key", work / "server.csr", work / "server.crt"
+    subprocess.run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-subj", "/CN=mirror", "-keyout", str(key), "-out", str(csr)], check=True, capture_output=True)
+    ext = work / "san.ext"
+    ext.write_text(f"subjectAltName=IP:{ip}\n")
+    subprocess.run(["openssl", "x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca.with_suffix(".key")),
+                    "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(crt)],
+                   check=True, capture_output=True)
+    return crt, key
+
+
 @contextmanager
-def upstream(work: Path) -> Iterator[Upstream]:
+def upstream(work: Path, ip: str = "127.0.0.1", ca: Path | None = None) -> Iterator[Upstream]:
+    """A registry on ip (TLS with a certificate from `ca` when given, as a site's mirror; else plain HTTP)."""
     work.mkdir(parents=True, exist_ok=True)
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"{ip}:{_free_port()}"
     config = work / "registry.yml"
+    tls = ""
+    if ca is not None:
+        crt, key = _server_cert(work, ca, ip)
+        tls = f"  tls:\n    certificate: {crt}\n    key: {key}\n"
     config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {work / 'data'}\n"
-                      f"http:\n  addr: {address}\n")
+                      f"http:\n  addr: {address}\n{tls}")
     conf = work / "registries.conf"
     conf.write_text("".join(f'[[registry]]\nprefix = "{h}"\nlocation = "{address}/{h}"\ninsecure = true\n\n'
                             for h in UPSTREAMS))
@@ -73,9 +99,10 @@ def upstream(work: Path) -> Iterator[Upstream]:
     proc = subprocess.Popen([BINARY, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 20
+        scheme, context = ("https", ssl.create_default_context(cafile=str(ca))) if ca else ("http", None)
         while True:
             try:
-                with urllib.request.urlopen(f"http://{address}/v2/", timeout=2):
+                with urllib.request.urlopen(f"{scheme}://{address}/v2/", timeout=2, context=context):
                     break
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:

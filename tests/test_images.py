@@ -98,3 +98,75 @@ def test_without_skopeo_one_line_says_how_to_install_it(monkeypatch: pytest.Monk
     monkeypatch.setattr(images.shutil, "which", lambda _: None)
     with pytest.raises(UserError, match="skopeo is not installed; .*apt-get install skopeo"):
         images.copy_to_archive("registry.k8s.io/pause:3.10.1", tmp_path / "p.tar")
+
+
+# ---------------------------------------------------------------- a site's registry mirror
+
+
+def mirror_spec(out: Path, address: str, ca: Path) -> str:
+    return (SPEC.format(cni="calico", dashboard="headlamp")
+            + f"artifacts: {{mode: offline, dir: {out}, registry: '{address}', caFile: {ca}}}\n")
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory: pytest.TempPathFactory, upstream: registry.Upstream) -> Iterator[registry.Upstream]:
+    """A TLS mirror with a certificate from the site's own CA."""
+    work = tmp_path_factory.mktemp("mirror")
+    ca = registry.make_ca(work, "site-ca")
+    with registry.upstream(work, ca=ca) as reg:
+        yield reg
+
+
+def artifacts_with(tmp_path: Path, upstream: registry.Upstream, refs: list[str]) -> Path:
+    """An artifacts directory that verifies, holding these images copied from the upstream registry."""
+    from provision import artifacts
+    from tests.doubles.artifacts import build
+
+    out = build(tmp_path / "artifacts", "1.36.6")
+    for ref in refs:
+        upstream.push(ref)
+        images.copy_to_archive(ref, out / images.archive_name(ref))
+    artifacts.write_sums(out)
+    return out
+
+
+def push(spec: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "provision", "artifacts", "push", "-f", str(spec)],
+                          capture_output=True, text=True, check=False)
+
+
+def test_push_fills_the_mirror_under_upstream_names_and_a_wrong_ca_is_one_line(
+        tmp_path: Path, upstream: registry.Upstream, mirror: registry.Upstream,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONTAINERS_REGISTRIES_CONF", str(upstream.registries_conf))
+    refs = [versions.pause_image("1.36"), f"quay.io/tigera/operator:{versions.CALICO_OPERATOR_VERSION}"]
+    out = artifacts_with(tmp_path, upstream, refs)
+    monkeypatch.delenv("CONTAINERS_REGISTRIES_CONF")
+    ca = mirror.work / "site-ca.crt"
+    spec = tmp_path / "c.yaml"
+
+    wrong = registry.make_ca(tmp_path, "other-ca")
+    spec.write_text(mirror_spec(out, mirror.address, wrong))
+    proc = push(spec)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 1 and len(errors) == 1, proc.stderr
+    first = min(refs, key=images.archive_name)  # pushed in the directory's order
+    assert f"cannot push {first} to {mirror.address}: " in errors[0] and "certificate" in errors[0], errors[0]
+
+    spec.write_text(mirror_spec(out, mirror.address, ca))
+    proc = push(spec)
+    assert proc.returncode == 0, proc.stderr
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "ca.crt").write_bytes(ca.read_bytes())
+    for ref in refs:
+        served = subprocess.run(["skopeo", "inspect", "--cert-dir", str(certs), f"docker://{mirror.address}/{ref}"],
+                                capture_output=True, text=True, check=False)
+        assert served.returncode == 0, served.stderr  # <mirror>/registry.k8s.io/pause:3.10.2, as containerd asks
+
+
+def test_push_without_a_mirror_in_the_spec_is_bad_input(tmp_path: Path) -> None:
+    spec = tmp_path / "c.yaml"
+    spec.write_text(SPEC.format(cni="calico", dashboard="none") + "artifacts: {mode: offline, dir: nowhere}\n")
+    proc = push(spec)
+    assert proc.returncode == 2 and "sets no artifacts.registry" in proc.stderr and "Traceback" not in proc.stderr

@@ -76,6 +76,11 @@ CASES: list[tuple[str, str, str]] = [
     ("nodes-is-list", BASE + "nodes: [1, 2]\n", "nodes"),
     ("vip-not-ip", BASE.replace("single-master", "ha") + "endpoint: {type: vip, address: lb.example.com}\n",
      "endpoint.address"),
+    # a registry mirror: offline mode only, host:port only, a CA file only with a mirror
+    ("registry-online", BASE + "artifacts: {registry: mirror.example:5000}\n", "artifacts.registry"),
+    ("registry-url", BASE + "artifacts: {mode: offline, dir: a, registry: 'https://mirror.example/v2'}\n",
+     "artifacts.registry"),
+    ("ca-without-registry", BASE + "artifacts: {mode: offline, dir: a, caFile: ca.pem}\n", "artifacts.caFile"),
     # containerd below the Kubernetes minor's floor (containerd RELEASES.md): Debian 12's package on docker nodes,
     # an old upstream release
     ("containerd-distro-below-floor", BASE + "containerRuntime: {source: distro}\n", "containerRuntime.source"),

@@ -112,6 +112,10 @@ class DashboardSpec(_Model):
 class ArtifactsSpec(_Model):
     mode: Literal["online", "offline"] = "online"
     dir: str | None = None
+    # host:port of the site's registry mirror: offline nodes pull every image through it (containerd hosts.toml)
+    # instead of importing the directory's archives; `provision artifacts push` fills it from the directory.
+    registry: str | None = None
+    ca_file: str | None = None  # the mirror's CA certificate (PEM), when it is not in the nodes' trust store
 
 
 class ClusterSpec(_Model):

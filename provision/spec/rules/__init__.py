@@ -75,6 +75,8 @@ RULES_ON_FITTING_MACHINES: tuple[Rule, ...] = (
     dashboard.refuse_access_without_a_dashboard,
     runtime.refuse_containerd_below_the_floor,
     artifacts.refuse_installing_from_artifacts_online,
+    artifacts.refuse_a_registry_mirror_outside_offline_mode,
+    artifacts.refuse_a_registry_that_is_not_host_and_port,
 )
 
 

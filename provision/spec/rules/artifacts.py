@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from provision.spec.problems import Problem
-from provision.spec.rules.base import Add, Judged, rule
+import re
+
+from provision.spec.problems import Problem, shown
+from provision.spec.rules.base import Add, Judged, is_address, rule
+
+REGISTRY = re.compile(r"^(?P<host>\[[0-9a-fA-F:]+\]|[^/:\s]+)(:(?P<port>[0-9]{1,5}))?\Z")
 
 
 @rule("artifacts")
@@ -20,3 +24,25 @@ def refuse_installing_from_artifacts_online(j: Judged, add: Add) -> None:
         if source == "artifacts" and j.spec.artifacts.mode != "offline":
             add(Problem(field, "installs from artifacts, but artifacts.mode is online",
                         "set artifacts.mode: offline and artifacts.dir"))
+
+
+@rule("artifacts")
+def refuse_a_registry_mirror_outside_offline_mode(j: Judged, add: Add) -> None:
+    art = j.spec.artifacts
+    if art.registry is not None and art.mode != "offline":
+        add(Problem("artifacts.registry", "a registry mirror is for offline mode",
+                    "set artifacts.mode: offline (with artifacts.dir), or remove artifacts.registry"))
+    if art.ca_file is not None and art.registry is None:
+        add(Problem("artifacts.caFile", "a CA file without a registry mirror",
+                    "set artifacts.registry, or remove artifacts.caFile"))
+
+
+@rule("artifacts")
+def refuse_a_registry_that_is_not_host_and_port(j: Judged, add: Add) -> None:
+    registry = j.spec.artifacts.registry
+    if registry is None:
+        return
+    m = REGISTRY.match(registry)
+    if not m or not is_address(m.group("host").strip("[]")) or int(m.group("port") or 443) > 65535:
+        add(Problem("artifacts.registry", f"{shown(registry)} is not a registry address",
+                    "write host:port, e.g. registry.example.com:5000 (no https://, no path)"))
