@@ -54,7 +54,7 @@ def _layer(content: bytes) -> bytes:
     return buf.getvalue()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -81,10 +81,10 @@ def _server_cert(work: Path, ca: Path, ip: str) -> tuple[Path, Path]:
 
 
 @contextmanager
-def upstream(work: Path, ip: str = "127.0.0.1", ca: Path | None = None) -> Iterator[Upstream]:
+def upstream(work: Path, ip: str = "127.0.0.1", ca: Path | None = None, port: int | None = None) -> Iterator[Upstream]:
     """A registry on ip (TLS with a certificate from `ca` when given, as a site's mirror; else plain HTTP)."""
     work.mkdir(parents=True, exist_ok=True)
-    address = f"{ip}:{_free_port()}"
+    address = f"{ip}:{port or free_port()}"
     config = work / "registry.yml"
     tls = ""
     if ca is not None:

@@ -13,6 +13,7 @@ import ipaddress
 import json
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,8 @@ import grpc
 import pytest
 
 from provision import day2, lifecycle, spec, topology, versions
+from provision.cli import main as cli_main
+from tests import registry
 from tests.cri import artifacts, images
 from tests.cri.client import Cri, Pod, pod_slice, resolv_conf_dns
 
@@ -43,6 +46,7 @@ class Lane:
     web_container: str
     client: Pod
     client_container: str
+    mirror: registry.Upstream
 
 
 def cni_config(subnet: str) -> str:
@@ -73,21 +77,32 @@ def add_pod_network(lane_nodes: list[tuple[Cri, str, str]]) -> None:
 
 @pytest.fixture(scope="module", params=["2.1", "1.7"])
 def lane(request: pytest.FixtureRequest, need_nodes: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lane]:
+    why = registry.available()
+    if why:
+        pytest.fail(why)
+    stack = ExitStack()
     line = request.param
     tmp = tmp_path_factory.mktemp(f"cri{line}")
     containerd = artifacts.build(tmp / "artifacts", KUBERNETES, line)
     unsupported = ", allowUnsupportedVersion: true" if line == "1.7" else ""
     name = f"pt-cri{line.replace('.', '')}"
     path = tmp / "cluster.yaml"
-    path.write_text(f"apiVersion: provision.dev/v1alpha1\nkind: Cluster\nname: {name}\ntopology: single-master\n"
-                    f"kubernetes: {{version: \"{KUBERNETES}\"}}\nnodes: {{controlPlanes: 1, workers: 1}}\n"
-                    f"containerRuntime: {{version: {containerd}{unsupported}}}\n"
-                    f"artifacts: {{mode: offline, dir: {tmp / 'artifacts'}}}\n")
+    text = (f"apiVersion: provision.dev/v1alpha1\nkind: Cluster\nname: {name}\ntopology: single-master\n"
+            f"kubernetes: {{version: \"{KUBERNETES}\"}}\nnodes: {{controlPlanes: 1, workers: 1}}\n"
+            f"containerRuntime: {{version: {containerd}{unsupported}}}\n")
+    # the site's mirror, on this machine's address in the nodes' network, TLS from the site's own CA
+    gateway = topology.build(spec.load_text(text)).gateway
+    ca = registry.make_ca(tmp, "site-ca")
+    port = registry.free_port()
+    path.write_text(text + f"artifacts: {{mode: offline, dir: {tmp / 'artifacts'}, registry: '{gateway}:{port}', "
+                           f"caFile: {ca}}}\n")
     cluster = spec.load_spec(path)
     state_dir = tmp / "state"
     try:
         report = lifecycle.up(cluster, state_dir, lambda _: None, only=STEPS)
         assert all(r.ok for r in report.runs), [f.line() for r in report.runs for f in r.failures]
+        mirror = stack.enter_context(registry.upstream(tmp / "mirror", ip=str(gateway), ca=ca, port=port))
+        assert cli_main(["artifacts", "push", "-f", str(path)]) == 0  # the pause and busybox images
         topo = topology.build(cluster)
         a, b = (Cri(n.name) for n in topo.nodes)
         pods = ipaddress.ip_network(cluster.spec.networking.pod_cidr).subnets(new_prefix=24)
@@ -98,8 +113,10 @@ def lane(request: pytest.FixtureRequest, need_nodes: None, tmp_path_factory: pyt
                                                           "exec httpd -f -p 8080 -h /tmp")])
         client = a.run_pod("client")
         client_container = a.start(client, "shell", BUSYBOX, ["sleep", "3600"])
-        yield Lane(line, containerd, cluster, topo, state_dir, a, b, web, web_container, client, client_container)
+        yield Lane(line, containerd, cluster, topo, state_dir, a, b, web, web_container, client, client_container,
+                   mirror)
     finally:
+        stack.close()
         lifecycle.destroy(cluster, state_dir, lambda _: None)
 
 
@@ -121,6 +138,36 @@ def test_the_roles_installed_the_containerd_asked_for(lane: Lane) -> None:
     assert version.runtime_name == "containerd" and version.runtime_version.lstrip("v").startswith(lane.containerd)
     config = lane.a.sh("cat /etc/containerd/config.toml")
     assert ("version = 3" if lane.line.startswith("2.") else "version = 2") in config
+
+
+def test_images_come_through_the_mirror_and_only_through_it(lane: Lane) -> None:
+    cri = lane.a
+    # pulled through the CRI from the mirror (with a mirror, kube_packages imports no archive)
+    assert {versions.pause_image(KUBERNETES), BUSYBOX} <= set(cri.image_names())
+    hosts = cri.sh("cat /etc/containerd/certs.d/registry.k8s.io/hosts.toml")
+    assert f'[host."https://{lane.mirror.address}/v2/registry.k8s.io"]' in hosts and "server" not in hosts
+    # an image the mirror lacks: the mirror's "not found" ends it; registry.k8s.io itself is never asked
+    with pytest.raises(grpc.RpcError) as err:
+        cri.pull("registry.k8s.io/provision-test/not-mirrored:1")
+    details = err.value.details()
+    assert "not found" in details and "lookup" not in details and "registry.k8s.io/v2" not in details, details
+
+
+def test_a_mirror_whose_certificate_the_ca_does_not_sign_is_refused(lane: Lane, tmp_path: Path) -> None:
+    cri = lane.b
+    ref = "quay.io/provision-test/probe:1"
+    lane.mirror.push(ref)
+    ca = "/etc/containerd/certs.d/provision-mirror-ca.crt"
+    other = registry.make_ca(tmp_path, "other-ca").read_text()
+    cri.sh(f"cp {ca} {ca}.keep && cat > {ca} <<'X'\n{other}X")
+    try:
+        with pytest.raises(grpc.RpcError) as err:
+            cri.pull(ref)
+        assert "certificate signed by unknown authority" in err.value.details(), err.value.details()
+    finally:
+        cri.sh(f"mv {ca}.keep {ca}")
+    cri.pull(ref)  # the site's CA again: the same pull goes through
+    assert ref in cri.image_names()
 
 
 def test_a_sandbox_runs_in_the_kubelets_slice_with_the_pinned_pause_image(lane: Lane) -> None:

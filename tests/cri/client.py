@@ -140,9 +140,16 @@ class Cri:
 
     # ---------------------------------------------------------------- containers
 
+    def pull(self, image: str) -> None:
+        """imagePullPolicy IfNotPresent, as the kubelet does it: ask, and pull only what is missing."""
+        pb = self.pb
+        if not self.images.ImageStatus(pb.ImageStatusRequest(image=pb.ImageSpec(image=image))).HasField("image"):
+            self.images.PullImage(pb.PullImageRequest(image=pb.ImageSpec(image=image)), timeout=120)
+
     def start(self, pod: Pod, name: str, image: str, command: list[str], mounts: list[Any] | None = None,
               privileged: bool = False) -> str:
         pb = self.pb
+        self.pull(image)
         config = pb.ContainerConfig(
             metadata=pb.ContainerMetadata(name=name, attempt=0), image=pb.ImageSpec(image=image),
             command=command, log_path=f"{name}/0.log", mounts=mounts or [],

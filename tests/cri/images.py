@@ -19,7 +19,7 @@ from tests.cri import debian
 from tests.molecule.mkimage import write_archive
 
 HERE = Path(__file__).resolve().parent
-BUSYBOX_IMAGE = "localhost/provision-test/busybox:1"
+BUSYBOX_IMAGE = "docker.io/provision-test/busybox:1"  # our own build, under a name no one publishes
 
 
 def _member(tar: tarfile.TarFile, name: str, data: bytes | None = None, mode: int = 0o644,
