@@ -11,7 +11,7 @@ from pathlib import Path
 
 import jinja2
 
-from provision import versions
+from provision import images, versions
 from provision.paths import TEMPLATES
 from provision.spec import Cluster
 from provision.topology import Topology
@@ -98,6 +98,7 @@ def render(topo: Topology, connections: dict[str, Connection] | None = None) -> 
         "dashboard_version": versions.DASHBOARD_VERSIONS.get(spec.dashboard.type),
         "artifacts_dir": artifacts_dir,
         "registry_mirror_ca": registry_mirror_ca,
+        "kubeadm_images": [image.ref for image in images.kubeadm_images(c.kubernetes_version)],
     }
     return {
         "inventory/hosts.yml": _ENV.get_template("inventory.yml.j2").render(context),
