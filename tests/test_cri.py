@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -156,7 +157,9 @@ def test_images_come_through_the_mirror_and_only_through_it(lane: Lane) -> None:
     # pulled through the CRI from the mirror (with a mirror, kube_packages imports no archive)
     assert {versions.pause_image(KUBERNETES), BUSYBOX} <= set(cri.image_names())
     hosts = cri.sh("cat /etc/containerd/certs.d/registry.k8s.io/hosts.toml")
-    assert f'[host."https://{lane.mirror.address}/v2/registry.k8s.io"]' in hosts and "server" not in hosts
+    servers = re.findall(r'^\s*(?:server\s*=\s*"([^"]+)"|\[host\."([^"]+)"\])', hosts, re.MULTILINE)
+    mirror = f"https://{lane.mirror.address}/v2/registry.k8s.io"
+    assert {s for pair in servers for s in pair if s} == {mirror}, hosts  # the mirror, and nothing else
     # an image the mirror lacks: the mirror's "not found" ends it; registry.k8s.io itself is never asked
     with pytest.raises(grpc.RpcError) as err:
         cri.pull("registry.k8s.io/provision-test/not-mirrored:1")

@@ -111,7 +111,9 @@ def test_artifacts_mode_picks_the_package_source(mode: str | None, source: str) 
 # ---------------------------------------------------------------- containerd: config.toml per major version
 
 
-def containerd_config(version: str, **group_vars: Any) -> dict[str, Any]:
+def containerd_config(version: str, oom_scores: str = "lowerable", **group_vars: Any) -> dict[str, Any]:
+    """The config the role writes; `oom_scores` is what the node probe says of CAP_SYS_RESOURCE."""
+    group_vars.setdefault("containerd_probe", {"stdout_lines": [f"oom-scores {oom_scores}"]})
     role = RoleVars("containerd", group_vars)
     text = role.render_template("containerd", "config.toml.j2", containerd_installed_version=version)
     return tomllib.loads(text)
@@ -139,8 +141,20 @@ def test_containerd_2x_config_is_version_3(version: str, cni_key: str) -> None:
     images = cfg["plugins"]["io.containerd.cri.v1.images"]
     assert images["pinned_images"]["sandbox"] == "registry.k8s.io/pause:3.10.1"
     assert "io.containerd.grpc.v1.cri" not in cfg["plugins"]  # no 1.x keys left over
+    assert runtime["restrict_oom_score_adj"] is False
     assert cni_key in runtime["cni"]
     assert "sandbox_image" not in str(cfg)
+
+
+@pytest.mark.parametrize(("version", "section"), [("1.7.28", "io.containerd.grpc.v1.cri"),
+                                                  ("2.1.4", "io.containerd.cri.v1.runtime")])
+def test_containerd_keeps_oom_scores_where_the_node_cannot_lower_them(version: str, section: str) -> None:
+    """The kubelet asks -998 for sandboxes; without CAP_SYS_RESOURCE runc cannot set it and every sandbox fails."""
+    pause = {"pause_image": "registry.k8s.io/pause:3.10.1"}
+    assert containerd_config(version, "fixed", **pause)["plugins"][section]["restrict_oom_score_adj"] is True
+    assert containerd_config(version, "lowerable", **pause)["plugins"][section]["restrict_oom_score_adj"] is False
+    forced = containerd_config(version, "lowerable", containerd_restrict_oom_score_adj=True, **pause)
+    assert forced["plugins"][section]["restrict_oom_score_adj"] is True
 
 
 def test_containerd_follows_the_group_vars() -> None:
