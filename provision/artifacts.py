@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from provision import images, versions
+from provision import addon_files, images, versions
 from provision.cli_common import load, say, spec_arg
 from provision.errors import UserError
 from provision.paths import ROLES
@@ -105,8 +105,8 @@ def expected_sha256(text: str, name: str, source: str) -> str:
     raise UserError(f"{source} lists no sha256 for {name}; check the pinned URL (upstream may have moved it)")
 
 
-def download(opener: Opener, url: str, dest: Path, sha256: str) -> None:
-    """Fetch `url` into `dest` (via a .part file), refusing it unless its sha256 is `sha256`."""
+def download(opener: Opener, url: str, dest: Path, sha256: str | None, source: str = "upstream publishes") -> None:
+    """Fetch `url` into `dest` (via a .part file), refusing it unless its sha256 is `sha256` (None: keep it)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     digest = hashlib.sha256()
@@ -122,9 +122,9 @@ def download(opener: Opener, url: str, dest: Path, sha256: str) -> None:
     except (urllib.error.URLError, OSError) as exc:
         part.unlink(missing_ok=True)
         raise UserError(f"download of {url} failed: {exc}; check this machine's internet access and retry") from None
-    if digest.hexdigest() != sha256:
+    if sha256 is not None and digest.hexdigest() != sha256:
         part.unlink(missing_ok=True)
-        raise UserError(f"{url}: sha256 is {digest.hexdigest()}, upstream publishes {sha256}; "
+        raise UserError(f"{url}: sha256 is {digest.hexdigest()}, {source} {sha256}; "
                         "the download is corrupt or was tampered with — retry, and do not use it")
     part.replace(dest)
 
@@ -269,22 +269,40 @@ def fetch_release(opener: Opener, rel: Release, root: Path, say: Callable[[str],
     download(opener, rel.url, dest, sha)
 
 
-def fetch_crictl(opener: Opener, rel: Release, root: Path, say: Callable[[str], None]) -> None:
+def fetch_from_tarball(opener: Opener, rel: Release, member: str, root: Path, say: Callable[[str], None]) -> None:
+    """Download a release tarball (checked against upstream's sums) and keep only its file `member`, as rel.path."""
     sha = expected_sha256(_read_all(opener, rel.sums_url).decode(errors="replace"), rel.sums_name, rel.sums_url)
     say(f"  get  {rel.path}  <- {rel.url}")
     with tempfile.TemporaryDirectory() as tmp:
         tarball = Path(tmp, rel.sums_name)
         download(opener, rel.url, tarball, sha)
         with tarfile.open(tarball) as tar:
-            member = next((m for m in tar.getmembers() if m.isfile() and Path(m.name).name == "crictl"), None)
-            source = tar.extractfile(member) if member else None
+            found = next((m for m in tar.getmembers() if m.isfile() and m.name.lstrip("./") == member), None)
+            source = tar.extractfile(found) if found else None
             if source is None:
-                raise UserError(f"{rel.url} holds no crictl binary")
+                raise UserError(f"{rel.url} holds no {member}")
             dest = root / rel.path
             dest.parent.mkdir(parents=True, exist_ok=True)
             with source, dest.open("wb") as out:
                 shutil.copyfileobj(source, out)
     dest.chmod(0o755)
+
+
+def fetch_addon_file(opener: Opener, item: addon_files.AddonFile, root: Path, say: Callable[[str], None]) -> None:
+    """One manifest or chart; a file upstream publishes no checksum for is kept as downloaded, with a warning."""
+    dest = root / item.path
+    sha = item.checksum.expected(lambda url: _read_all(opener, url))
+    if sha is not None and _have(dest, sha):
+        say(f"  have {item.path}")
+        return
+    if sha is None and dest.is_file():
+        say(f"  have {item.path}  (unchecked: upstream publishes no checksum; sha256 {file_sha256(dest)})")
+        return
+    say(f"  get  {item.path}  <- {item.url}")
+    download(opener, item.url, dest, sha, item.checksum.said)
+    if sha is None:
+        say(f"warning: {item.path}: upstream publishes no checksum for it; kept as downloaded, sha256 "
+            f"{file_sha256(dest)} (compare it with a copy fetched elsewhere before trusting it)")
 
 
 def assemble(kubernetes: str, etcd: str, out: Path, say: Callable[[str], None], containerd: str | None = None,
@@ -301,7 +319,12 @@ def assemble(kubernetes: str, etcd: str, out: Path, say: Callable[[str], None], 
         fetch_release(opener, rel, out, say)
     for binary in K8S_BINARIES:
         (out / "bin" / binary).chmod(0o755)
-    fetch_crictl(opener, plan.crictl, out, say)
+    fetch_from_tarball(opener, plan.crictl, "crictl", out, say)
+    for item in addon_files.cni_files(cni) + addon_files.dashboard_files(dashboard):
+        fetch_addon_file(opener, item, out, say)
+    helm = addon_files.helm_release(cni, dashboard, arch)
+    if helm is not None:
+        fetch_from_tarball(opener, Release("bin/helm", helm.url, helm.sums_url, helm.name), helm.member, out, say)
     for name in UNIT_FILES:
         target = out / "systemd" / name
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import jinja2
 
-from provision import images, versions
+from provision import addon_files, images, versions
 from provision.paths import TEMPLATES
 from provision.spec import Cluster
 from provision.topology import Topology
@@ -87,6 +87,7 @@ def render(topo: Topology, connections: dict[str, Connection] | None = None) -> 
         "endpoint_port": topo.endpoint_port,
         "node_cidr": topo.node_cidr,
         "cni_version": versions.CNI_VERSIONS.get(spec.networking.cni),
+        "cni_download_checksums": addon_files.download_checksums(spec.networking.cni),
         "pause_image": versions.pause_image(c.kubernetes_version),
         "containerd_source": c.containerd_source,
         "containerd_version": c.containerd_version,

@@ -83,6 +83,19 @@ DASHBOARD_VERSIONS: dict[str, str] = {
     "kubernetes-dashboard": "7.14.0",  # archived upstream; legacy
 }
 
+# sha256 of the add-on manifests upstream publishes no checksum for (provision/addon_files.py), read from upstream's
+# git at the pinned tags (raw.githubusercontent.com serves a blob's exact bytes): projectcalico/calico v3.31.7
+# manifests/operator-crds.yaml and tigera-operator.yaml; flannel-io/flannel v0.28.9 Documentation/kube-flannel.yml
+# (flannel's release asset of the same name is built by kustomize at release time, so the git file is pinned).
+ADDON_SHA256: dict[str, str] = {
+    "https://raw.githubusercontent.com/projectcalico/calico/v3.31.7/manifests/operator-crds.yaml":
+        "380414d5756e9a1af29ddb1ad70cada07aa344ae7a2680ba7355248621f8adbf",
+    "https://raw.githubusercontent.com/projectcalico/calico/v3.31.7/manifests/tigera-operator.yaml":
+        "092c10b3d0cb73617aca51367ca59755348f4647e6d2e63fa4e5b81266203214",
+    "https://raw.githubusercontent.com/flannel-io/flannel/v0.28.9/Documentation/kube-flannel.yml":
+        "e875824be2f552b45711dbda91af81b17eb961d00025d914d9fef18fad8f09c0",
+}
+
 # ---------------------------------------------------------------- the images a cluster runs (provision/images.py)
 # Read 2026-11-30 at the pinned upstream tags (stored data to late August 2026):
 #   coredns per minor: kubernetes/minikube pkg/minikube/constants/constants_kubeadm_images.go @383c3aa4 (tracks

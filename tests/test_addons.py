@@ -20,6 +20,7 @@ import jinja2.nativetypes
 import pytest
 import yaml
 
+from provision import addon_files as fetched_files
 from provision import versions
 from tests.doubles.addons import addon_files
 
@@ -184,11 +185,37 @@ def test_flannel_and_weave_urls_are_the_pinned_releases() -> None:
     flannel = role_vars("cni", cni="flannel", cni_version="v0.27.4", **FACTS)
     assert flannel["cni_upstream_files"]["flannel"] == [{
         "name": "kube-flannel.yml",
-        "url": "https://github.com/flannel-io/flannel/releases/download/v0.27.4/kube-flannel.yml"}]
+        "url": "https://raw.githubusercontent.com/flannel-io/flannel/v0.27.4/Documentation/kube-flannel.yml"}]
     weave = role_vars("cni", cni="weave", cni_version="v2.8.10", **FACTS)
     assert weave["cni_upstream_files"]["weave"] == [{
         "name": "weave-daemonset-k8s-1.11.yaml",
         "url": "https://github.com/rajch/weave/releases/download/v2.8.10/weave-daemonset-k8s-1.11.yaml"}]
+
+
+@pytest.mark.parametrize("cni", sorted(versions.CNI_VERSIONS))
+def test_the_role_downloads_what_provision_artifacts_fetches(cni: str) -> None:
+    """Online the role fetches its defaults' URLs; offline it reads what `provision artifacts` fetched from
+    provision/addon_files.py: the same files under the same names, and the pins provision passes cover them."""
+    ctx = role_vars("cni", cni=cni, cni_version=versions.CNI_VERSIONS[cni], kubernetes_version="1.37.2",
+                    helm_version=versions.HELM_VERSION, **FACTS)
+    fetched = fetched_files.cni_files(cni)
+    assert ctx["cni_upstream_files"][cni] == [
+        {"name": f.path.removeprefix(f"manifests/{cni}/"), "url": f.url} for f in fetched]
+    assert set(fetched_files.download_checksums(cni)) <= {f["name"] for f in ctx["cni_upstream_files"][cni]}
+    helm = fetched_files.helm_release(cni, "none", "amd64")
+    assert (helm.url if helm else None) == (ctx["cni_helm_url"] if cni == "cilium" else None)
+
+
+def test_the_legacy_dashboard_chart_is_what_provision_artifacts_fetches() -> None:
+    ctx = role_vars("dashboard", dashboard="kubernetes-dashboard",
+                    dashboard_version=versions.DASHBOARD_VERSIONS["kubernetes-dashboard"],
+                    kubernetes_version="1.37.2", helm_version=versions.HELM_VERSION, **FACTS)
+    (chart,) = fetched_files.dashboard_files("kubernetes-dashboard")
+    assert chart.url == ctx["dashboard_k8s_dashboard_chart_url"]
+    assert chart.path == f"manifests/kubernetes-dashboard/{ctx['dashboard_k8s_dashboard_chart']}"
+    helm = fetched_files.helm_release("calico", "kubernetes-dashboard", "amd64")
+    assert helm is not None and helm.url == ctx["dashboard_helm_url"]
+    assert fetched_files.dashboard_files("headlamp") == []
 
 
 def test_addon_standins_cover_the_offline_paths_the_role_reads() -> None:

@@ -17,8 +17,9 @@ from email.message import Message
 from pathlib import Path
 
 import pytest
+import yaml
 
-from provision import artifacts, images, spec, versions
+from provision import addon_files, artifacts, images, spec, versions
 from provision.errors import UserError
 from tests import registry
 
@@ -242,8 +243,9 @@ def test_verify_without_sums_or_directory(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- the whole directory
 
 
-def serve_release(web: FakeWeb, kubernetes: str, etcd: str) -> None:
-    """Serve every pinned URL with small stand-ins."""
+def serve_release(web: FakeWeb, kubernetes: str, etcd: str, cni: str = "calico", dashboard: str = "headlamp",
+                  monkeypatch: pytest.MonkeyPatch | None = None) -> None:
+    """Serve every pinned URL with small stand-ins (with a monkeypatch, the add-on pins follow the stand-ins)."""
     plan = artifacts.plan_for(kubernetes, etcd)
     for rel in plan.releases:
         name = rel.sums_name
@@ -255,6 +257,27 @@ def serve_release(web: FakeWeb, kubernetes: str, etcd: str) -> None:
     crictl = _tgz_bytes({"crictl": b"crictl stand-in"})
     web.add(plan.crictl.url, crictl)
     web.add(plan.crictl.sums_url, f"{sha(crictl)}  {plan.crictl.sums_name}\n".encode())
+    serve_addons(web, cni, dashboard, monkeypatch)
+
+
+def serve_addons(web: FakeWeb, cni: str, dashboard: str, monkeypatch: pytest.MonkeyPatch | None) -> None:
+    """The add-on files as upstream serves them: pinned manifests, a chart with its repository index, unchecked files,
+    and helm's release tarball with its .sha256sum."""
+    for item in addon_files.cni_files(cni) + addon_files.dashboard_files(dashboard):
+        data = f"stand-in {item.path}".encode()
+        web.add(item.url, data)
+        if isinstance(item.checksum, addon_files.Pinned) and monkeypatch is not None:
+            monkeypatch.setitem(versions.ADDON_SHA256, item.url, sha(data))
+        if isinstance(item.checksum, addon_files.HelmIndex):
+            index = {"apiVersion": "v1", "entries": {item.checksum.chart: [
+                {"version": "0.0.1", "digest": "0" * 64},
+                {"version": item.checksum.version, "digest": sha(data)}]}}
+            web.add(item.checksum.index_url, yaml.safe_dump(index).encode())
+    helm = addon_files.helm_release(cni, dashboard, "amd64")
+    if helm is not None:
+        tarball = _tgz_bytes({helm.member: b"helm stand-in", "linux-amd64/README.md": b"readme"})
+        web.add(helm.url, tarball)
+        web.add(helm.sums_url, f"{sha(tarball)}  {helm.name}\n".encode())
 
 
 @pytest.fixture(scope="module")
@@ -273,7 +296,7 @@ def test_assemble_fills_a_directory_that_verifies(tmp_path: Path, upstream: regi
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONTAINERS_REGISTRIES_CONF", str(upstream.registries_conf))
     web = FakeWeb()
-    serve_release(web, "1.37.2", "3.6.5")
+    serve_release(web, "1.37.2", "3.6.5", monkeypatch=monkeypatch)
     out = tmp_path / "artifacts"
     lines: list[str] = []
     copied = artifacts.assemble("1.37.2", "3.6.5", out, lines.append, opener=web)
@@ -289,6 +312,8 @@ def test_assemble_fills_a_directory_that_verifies(tmp_path: Path, upstream: regi
     assert (out / "systemd/10-kubeadm.conf").read_bytes() == (
         artifacts.ROLES / "kube_packages/files/10-kubeadm.conf").read_bytes()
     assert all(r.full_url.startswith("https://") for r in web.requests)
+    assert {"manifests/calico/operator-crds.yaml", "manifests/calico/tigera-operator.yaml"} <= set(listed)
+    assert "bin/helm" not in listed  # no chart to render for calico and headlamp
 
     # a second run downloads and copies nothing it already has
     before = len(web.requests)
@@ -299,14 +324,65 @@ def test_assemble_fills_a_directory_that_verifies(tmp_path: Path, upstream: regi
     assert not any(line.startswith("  copy ") for line in again)
 
 
-def test_assemble_refuses_a_download_that_does_not_match_upstream(tmp_path: Path) -> None:
+def test_assemble_refuses_a_download_that_does_not_match_upstream(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     web = FakeWeb()
-    serve_release(web, "1.37.2", "3.6.5")
+    serve_release(web, "1.37.2", "3.6.5", monkeypatch=monkeypatch)
     web.add("https://dl.k8s.io/release/v1.37.2/bin/linux/amd64/kubelet", b"tampered")
     with pytest.raises(UserError, match="kubelet: sha256 is .* upstream publishes"):
         artifacts.assemble("1.37.2", "3.6.5", tmp_path / "a", lambda _: None, opener=web)
     assert not (tmp_path / "a" / "bin" / "kubelet").exists()
     assert not (tmp_path / "a" / "SHA256SUMS").exists()
+
+
+def test_every_pinned_add_on_file_has_its_sha256_and_no_pin_is_left_over() -> None:
+    """A release bump without its manifests' new sha256 fails here, not at a user's download."""
+    pinned = [f.url for cni in versions.CNI_VERSIONS for f in addon_files.cni_files(cni)
+              if isinstance(f.checksum, addon_files.Pinned)]
+    assert sorted(pinned) == sorted(versions.ADDON_SHA256)
+
+
+def test_a_pinned_manifest_that_changed_upstream_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    web = FakeWeb()
+    serve_addons(web, "flannel", "none", monkeypatch)
+    (item,) = addon_files.cni_files("flannel")
+    web.add(item.url, b"changed under the same tag")
+    with pytest.raises(UserError, match=r"kube-flannel.yml: sha256 is [0-9a-f]{64}, provision/versions.py pins"):
+        artifacts.fetch_addon_file(web, item, tmp_path, lambda _: None)
+    assert not (tmp_path / item.path).exists()
+
+
+def test_charts_are_checked_against_their_repository_index_and_helm_comes_from_its_tarball(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    web = FakeWeb()
+    serve_addons(web, "cilium", "kubernetes-dashboard", monkeypatch)
+    lines: list[str] = []
+    for item in addon_files.cni_files("cilium") + addon_files.dashboard_files("kubernetes-dashboard"):
+        artifacts.fetch_addon_file(web, item, tmp_path, lines.append)
+    helm = addon_files.helm_release("cilium", "none", "amd64")
+    assert helm is not None
+    artifacts.fetch_from_tarball(web, artifacts.Release("bin/helm", helm.url, helm.sums_url, helm.name), helm.member,
+                                 tmp_path, lines.append)
+    assert (tmp_path / "bin/helm").read_bytes() == b"helm stand-in"
+    assert (tmp_path / "manifests/cilium/cilium-1.20.1.tgz").is_file()
+    chart = tmp_path / "manifests/kubernetes-dashboard/kubernetes-dashboard-7.14.0.tgz"
+    warning = [line for line in lines if line.startswith("warning: manifests/kubernetes-dashboard/")]
+    assert warning and artifacts.file_sha256(chart) in warning[0], lines
+
+    (cilium,) = addon_files.cni_files("cilium")
+    (tmp_path / cilium.path).unlink()
+    web.add(cilium.url, b"tampered")
+    with pytest.raises(UserError, match="sha256 is .*, its Helm repository's index.yaml lists"):
+        artifacts.fetch_addon_file(web, cilium, tmp_path, lines.append)
+    assert isinstance(cilium.checksum, addon_files.HelmIndex)
+    web.add(cilium.checksum.index_url, b"apiVersion: v1\nentries: {cilium: [{version: 1.19.0, digest: abc}]}\n")
+    with pytest.raises(UserError, match="index.yaml lists no digest for cilium 1.20.1"):
+        artifacts.fetch_addon_file(web, cilium, tmp_path, lines.append)
+
+
+def test_only_charts_bring_helm() -> None:
+    assert addon_files.helm_release("calico", "headlamp", "amd64") is None
+    assert addon_files.helm_release("flannel", "kubernetes-dashboard", "arm64") is not None
 
 
 # ---------------------------------------------------------------- command line
