@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from provision import addon_files, images, versions
+from provision import addon_files, images, registry_auth, versions
 from provision.cli_common import load, say, spec_arg
 from provision.errors import UserError
 from provision.paths import ROLES
@@ -371,7 +371,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     push = actions.add_parser(
         "push", help="load the directory's images into the spec's registry mirror",
         description="Check the artifacts directory against its SHA256SUMS, then copy each image archive into the "
-                    "registry mirror (artifacts.registry, trusting artifacts.caFile) under its upstream name: "
+                    "registry mirror (artifacts.registry, trusting artifacts.caFile, logged in with artifacts.authFile) "
+                    "under its upstream name: "
                     "registry.k8s.io/pause:3.10.1 becomes <mirror>/registry.k8s.io/pause:3.10.1, where the nodes' "
                     "containerd looks for it.")
     spec_arg(push)
@@ -393,9 +394,12 @@ def cmd_push(args: argparse.Namespace) -> int:
     ca = cluster.path(art.ca_file) if art.ca_file else None
     if ca is not None and not ca.is_file():
         raise UserError(f"artifacts.caFile {ca} is not a file: give the mirror's CA certificate (PEM)", code=2)
+    auth = cluster.path(art.auth_file) if art.auth_file else None
+    if auth is not None:
+        registry_auth.mirror_auth(auth, art.registry)  # one line now rather than skopeo's at the first push
     archives = sorted(rel for rel in read_sums(source)[0] if rel.startswith("images/"))
     for rel in archives:
-        say(f"  push {images.push_archive(source / rel, art.registry, ca)}")
+        say(f"  push {images.push_archive(source / rel, art.registry, ca, auth)}")
     say(f"pushed {len(archives)} image(s) to {art.registry}")
     return 0
 

@@ -111,15 +111,18 @@ def archive_ref(archive: Path) -> str:
                     "`provision artifacts`")
 
 
-def push_archive(archive: Path, registry: str, ca_file: Path | None = None) -> str:
-    """Push an archive's image into the site's mirror under its upstream name (<registry>/registry.k8s.io/...)."""
+def push_archive(archive: Path, registry: str, ca_file: Path | None = None, auth_file: Path | None = None) -> str:
+    """Push an archive's image into the site's mirror under its upstream name (<registry>/registry.k8s.io/...),
+    trusting `ca_file` and logging in with the containers auth file `auth_file` when given."""
     ref = archive_ref(archive)
     with tempfile.TemporaryDirectory() as certs:
-        tls: list[str] = []
+        options: list[str] = []
         if ca_file is not None:
             shutil.copyfile(ca_file, Path(certs, "ca.crt"))  # skopeo's --dest-cert-dir reads *.crt as CAs
-            tls = ["--dest-cert-dir", certs]
-        proc = _skopeo("copy", "--quiet", "--retry-times", "2", *tls, f"oci-archive:{archive}",
+            options += ["--dest-cert-dir", certs]
+        if auth_file is not None:
+            options += ["--dest-authfile", str(auth_file)]
+        proc = _skopeo("copy", "--quiet", "--retry-times", "2", *options, f"oci-archive:{archive}",
                        f"docker://{registry}/{ref}")
     if proc.returncode != 0:
         raise UserError(f"cannot push {ref} to {registry}: {_why(proc)}")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import jinja2
 
-from provision import addon_files, images, versions
+from provision import addon_files, images, registry_auth, versions
 from provision.paths import TEMPLATES
 from provision.spec import Cluster
 from provision.topology import Topology
@@ -74,6 +74,9 @@ def render(topo: Topology, connections: dict[str, Connection] | None = None) -> 
     ]
     artifacts_dir = str(c.path(spec.artifacts.dir)) if spec.artifacts.dir else None
     registry_mirror_ca = str(c.path(spec.artifacts.ca_file)) if spec.artifacts.ca_file else None
+    art = spec.artifacts
+    registry_mirror_auth = (registry_auth.mirror_auth(c.path(art.auth_file), art.registry)
+                            if art.auth_file and art.registry else None)
     context = {
         "source": c.source,
         "cluster_name": c.name,
@@ -99,6 +102,7 @@ def render(topo: Topology, connections: dict[str, Connection] | None = None) -> 
         "dashboard_version": versions.DASHBOARD_VERSIONS.get(spec.dashboard.type),
         "artifacts_dir": artifacts_dir,
         "registry_mirror_ca": registry_mirror_ca,
+        "registry_mirror_auth": registry_mirror_auth,
         "kubeadm_images": [image.ref for image in images.kubeadm_images(c.kubernetes_version)],
     }
     return {

@@ -106,6 +106,7 @@ def up(cluster: Cluster, state_dir: Path, say: Say, progress: runner.Progress | 
     st = state.load(state_dir)
     check_version(cluster, st)
     topo = topology.build(cluster, st.init_node)
+    inventory.render(topo)  # a local file the spec names that cannot be read (artifacts.authFile): before any machine
     prepare_state(cluster, state_dir)
     provider = for_topology(topo, state_dir)
     report = UpReport(cluster.name, state_dir)

@@ -34,6 +34,8 @@ SECRETS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(?i)(\b(?:client-key-data|token|password|client-secret|secret)[\"']?\s*[:=]\s*[\"']?)"
                 r"[^\s\"',}]+"), r"\1<redacted>"),
     (re.compile(r"(?i)(\bauth_pass\s+)\S+"), r"\1<redacted>"),  # keepalived's VRRP password
+    (re.compile(r"(?i)(\bauth[\"']?\s*[:=]\s*[\"'])[A-Za-z0-9+/=]+"), r"\1<redacted>"),  # registry credentials
+    (re.compile(r"(?i)(--(?:user|creds)[= ])\S+"), r"\1<redacted>"),  # ctr's and skopeo's user:password
     (re.compile(r"(?i)(--(?:token|password|certificate-key|client-secret)[= ])\S+"), r"\1<redacted>"),
 ]
 

@@ -7,18 +7,23 @@ image keeps its real name. `push()` fills it with small images built here under 
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import os
 import socket
 import ssl
 import subprocess
 import tarfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import bcrypt
 
 from tests.molecule.mkimage import write_archive
 
@@ -31,6 +36,7 @@ class Upstream:
     address: str  # host:port
     registries_conf: Path
     work: Path
+    user: tuple[str, str] | None = None  # the one account of a registry that wants credentials (htpasswd)
 
     def push(self, ref: str) -> None:
         """A one-file image named `ref` (registry.k8s.io/pause:3.10.1), as the upstream registry would serve it."""
@@ -38,8 +44,22 @@ class Upstream:
         archive = self.work / "push.tar"
         layer = _layer(f"{ref}\n".encode())
         write_archive(archive, ref, layer, {"Cmd": ["/ref"]})
-        subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci-archive:{archive}",
+        creds = ["--dest-creds", ":".join(self.user)] if self.user else []
+        subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", *creds, f"oci-archive:{archive}",
                         f"docker://{self.address}/{host}/{rest}"], check=True, capture_output=True)
+
+    def auth_file(self, path: Path, password: str | None = None) -> Path:
+        """A containers auth file for this registry (with another password when given)."""
+        assert self.user is not None
+        return write_auth_file(path, self.address, (self.user[0], password or self.user[1]))
+
+
+def write_auth_file(path: Path, address: str, user: tuple[str, str]) -> Path:
+    """A containers auth file, as `skopeo login --authfile PATH ADDRESS` writes it (0600)."""
+    token = base64.b64encode(":".join(user).encode()).decode()
+    path.write_text(json.dumps({"auths": {address: {"auth": token}}}))
+    path.chmod(0o600)
+    return path
 
     def env(self) -> dict[str, str]:
         return {"CONTAINERS_REGISTRIES_CONF": str(self.registries_conf)}
@@ -81,8 +101,10 @@ def _server_cert(work: Path, ca: Path, ip: str) -> tuple[Path, Path]:
 
 
 @contextmanager
-def upstream(work: Path, ip: str = "127.0.0.1", ca: Path | None = None, port: int | None = None) -> Iterator[Upstream]:
-    """A registry on ip (TLS with a certificate from `ca` when given, as a site's mirror; else plain HTTP)."""
+def upstream(work: Path, ip: str = "127.0.0.1", ca: Path | None = None, port: int | None = None,
+             user: tuple[str, str] | None = None) -> Iterator[Upstream]:
+    """A registry on ip (TLS with a certificate from `ca` when given, as a site's mirror; else plain HTTP), wanting
+    `user`'s credentials when given (distribution's htpasswd auth: bcrypt, TLS only)."""
     work.mkdir(parents=True, exist_ok=True)
     address = f"{ip}:{port or free_port()}"
     config = work / "registry.yml"
@@ -90,8 +112,14 @@ def upstream(work: Path, ip: str = "127.0.0.1", ca: Path | None = None, port: in
     if ca is not None:
         crt, key = _server_cert(work, ca, ip)
         tls = f"  tls:\n    certificate: {crt}\n    key: {key}\n"
+    auth = ""
+    if user is not None:
+        assert ca is not None, "distribution refuses htpasswd auth without TLS"
+        hashed = bcrypt.hashpw(user[1].encode(), bcrypt.gensalt(prefix=b"2a")).decode()
+        (work / "htpasswd").write_text(f"{user[0]}:{hashed}\n")
+        auth = f"auth:\n  htpasswd:\n    realm: provision-test\n    path: {work / 'htpasswd'}\n"
     config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {work / 'data'}\n"
-                      f"http:\n  addr: {address}\n{tls}")
+                      f"http:\n  addr: {address}\n{tls}{auth}")
     conf = work / "registries.conf"
     conf.write_text("".join(f'[[registry]]\nprefix = "{h}"\nlocation = "{address}/{h}"\ninsecure = true\n\n'
                             for h in UPSTREAMS))
@@ -104,11 +132,15 @@ def upstream(work: Path, ip: str = "127.0.0.1", ca: Path | None = None, port: in
             try:
                 with urllib.request.urlopen(f"{scheme}://{address}/v2/", timeout=2, context=context):
                     break
+            except urllib.error.HTTPError as exc:
+                if exc.code == 401 and user is not None:  # up, and wanting credentials
+                    break
+                raise
             except OSError:
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise RuntimeError(f"the registry did not start: {(work / 'registry.log').read_text()[-500:]}")
                 time.sleep(0.2)
-        yield Upstream(address, conf, work)
+        yield Upstream(address, conf, work, user)
     finally:
         proc.terminate()
         proc.wait(10)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import secrets
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -97,13 +99,15 @@ def lane(request: pytest.FixtureRequest, need_nodes: None, tmp_path_factory: pyt
     gateway = topology.build(spec.load_text(text)).gateway
     ca = registry.make_ca(tmp, "site-ca")
     port = registry.free_port()
+    login = ("site", secrets.token_hex(8))  # the mirror wants credentials: the nodes get them from the auth file
+    auth = registry.write_auth_file(tmp / "mirror-auth.json", f"{gateway}:{port}", login)
     path.write_text(text + f"artifacts: {{mode: offline, dir: {tmp / 'artifacts'}, registry: '{gateway}:{port}', "
-                           f"caFile: {ca}}}\n")
+                           f"caFile: {ca}, authFile: {auth}}}\n")
     cluster = spec.load_spec(path)
     state_dir = tmp / "state"
     try:
         lifecycle.up(cluster, state_dir, lambda _: None, only=STEPS[:1])  # the machines: then their network exists
-        mirror = stack.enter_context(registry.upstream(tmp / "mirror", ip=str(gateway), ca=ca, port=port))
+        mirror = stack.enter_context(registry.upstream(tmp / "mirror", ip=str(gateway), ca=ca, port=port, user=login))
         if line == "2.1":  # an empty mirror stops the kubernetes step before kubeadm, naming the image
             with pytest.raises(UserError) as err:
                 lifecycle.up(cluster, state_dir, lambda _: None, only=STEPS[1:])
@@ -165,6 +169,21 @@ def test_images_come_through_the_mirror_and_only_through_it(lane: Lane) -> None:
         cri.pull("registry.k8s.io/provision-test/not-mirrored:1")
     details = err.value.details()
     assert "not found" in details and "lookup" not in details and "registry.k8s.io/v2" not in details, details
+
+
+def test_the_mirror_wants_credentials_and_containerd_has_them_in_a_0600_config(lane: Lane, tmp_path: Path) -> None:
+    """Every pull of the lane went through a mirror that refuses anonymous pulls: the kubernetes step's (ctr with
+    --user), and the CRI's (the sandbox's pause and the pods' busybox, with config.toml's registry.configs auth)."""
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "ca.crt").write_text((lane.mirror.work.parent / "site-ca.crt").read_text())
+    anonymous = subprocess.run(["skopeo", "inspect", "--cert-dir", str(certs),
+                                f"docker://{lane.mirror.address}/{BUSYBOX}"], check=False, capture_output=True,
+                               text=True)
+    assert anonymous.returncode != 0 and "authentication required" in anonymous.stderr, anonymous.stderr
+    assert BUSYBOX in lane.b.image_names() and versions.pause_image(KUBERNETES) in lane.b.image_names()
+    assert lane.a.sh("stat -c %a /etc/containerd/config.toml").strip() == "600"
+    assert lane.mirror.user is not None and lane.mirror.user[1] not in lane.a.sh("cat /etc/containerd/config.toml")
 
 
 def test_a_mirror_whose_certificate_the_ca_does_not_sign_is_refused(lane: Lane, tmp_path: Path) -> None:

@@ -103,17 +103,18 @@ def test_without_skopeo_one_line_says_how_to_install_it(monkeypatch: pytest.Monk
 # ---------------------------------------------------------------- a site's registry mirror
 
 
-def mirror_spec(out: Path, address: str, ca: Path) -> str:
+def mirror_spec(out: Path, address: str, ca: Path, auth: Path | None = None) -> str:
+    login = f", authFile: {auth}" if auth else ""
     return (SPEC.format(cni="calico", dashboard="headlamp")
-            + f"artifacts: {{mode: offline, dir: {out}, registry: '{address}', caFile: {ca}}}\n")
+            + f"artifacts: {{mode: offline, dir: {out}, registry: '{address}', caFile: {ca}{login}}}\n")
 
 
 @pytest.fixture(scope="module")
 def mirror(tmp_path_factory: pytest.TempPathFactory, upstream: registry.Upstream) -> Iterator[registry.Upstream]:
-    """A TLS mirror with a certificate from the site's own CA."""
+    """A TLS mirror with a certificate from the site's own CA, wanting credentials."""
     work = tmp_path_factory.mktemp("mirror")
     ca = registry.make_ca(work, "site-ca")
-    with registry.upstream(work, ca=ca) as reg:
+    with registry.upstream(work, ca=ca, user=("site", "mirror-password")) as reg:
         yield reg
 
 
@@ -135,7 +136,13 @@ def push(spec: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, check=False)
 
 
-def test_push_fills_the_mirror_under_upstream_names_and_a_wrong_ca_is_one_line(
+def one_error(proc: subprocess.CompletedProcess[str], code: int = 1) -> str:
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == code and len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    return errors[0]
+
+
+def test_push_fills_the_mirror_under_upstream_names_and_a_wrong_ca_or_login_is_one_line(
         tmp_path: Path, upstream: registry.Upstream, mirror: registry.Upstream,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CONTAINERS_REGISTRIES_CONF", str(upstream.registries_conf))
@@ -143,25 +150,33 @@ def test_push_fills_the_mirror_under_upstream_names_and_a_wrong_ca_is_one_line(
     out = artifacts_with(tmp_path, upstream, refs)
     monkeypatch.delenv("CONTAINERS_REGISTRIES_CONF")
     ca = mirror.work / "site-ca.crt"
+    auth = mirror.auth_file(tmp_path / "auth.json")
     spec = tmp_path / "c.yaml"
-
-    wrong = registry.make_ca(tmp_path, "other-ca")
-    spec.write_text(mirror_spec(out, mirror.address, wrong))
-    proc = push(spec)
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert proc.returncode == 1 and len(errors) == 1, proc.stderr
     first = min(refs, key=images.archive_name)  # pushed in the directory's order
-    assert f"cannot push {first} to {mirror.address}: " in errors[0] and "certificate" in errors[0], errors[0]
 
-    spec.write_text(mirror_spec(out, mirror.address, ca))
+    spec.write_text(mirror_spec(out, mirror.address, registry.make_ca(tmp_path, "other-ca"), auth))
+    error = one_error(push(spec))
+    assert f"cannot push {first} to {mirror.address}: " in error and "certificate" in error, error
+
+    spec.write_text(mirror_spec(out, mirror.address, ca))  # no credentials
+    error = one_error(push(spec))
+    assert f"cannot push {first} to {mirror.address}: " in error and "authentication required" in error, error
+    spec.write_text(mirror_spec(out, mirror.address, ca, mirror.auth_file(tmp_path / "bad.json", "wrong")))
+    assert "authentication required" in one_error(push(spec))
+    (tmp_path / "other.json").write_text('{"auths": {"elsewhere:5000": {"auth": "dTpw"}}}')
+    spec.write_text(mirror_spec(out, mirror.address, ca, tmp_path / "other.json"))
+    error = one_error(push(spec), code=2)
+    assert f"holds no credentials for {mirror.address}" in error and "skopeo login --authfile" in error, error
+
+    spec.write_text(mirror_spec(out, mirror.address, ca, auth))
     proc = push(spec)
     assert proc.returncode == 0, proc.stderr
     certs = tmp_path / "certs"
     certs.mkdir()
     (certs / "ca.crt").write_bytes(ca.read_bytes())
     for ref in refs:
-        served = subprocess.run(["skopeo", "inspect", "--cert-dir", str(certs), f"docker://{mirror.address}/{ref}"],
-                                capture_output=True, text=True, check=False)
+        served = subprocess.run(["skopeo", "inspect", "--cert-dir", str(certs), "--authfile", str(auth),
+                                 f"docker://{mirror.address}/{ref}"], capture_output=True, text=True, check=False)
         assert served.returncode == 0, served.stderr  # <mirror>/registry.k8s.io/pause:3.10.2, as containerd asks
 
 
@@ -170,3 +185,27 @@ def test_push_without_a_mirror_in_the_spec_is_bad_input(tmp_path: Path) -> None:
     spec.write_text(SPEC.format(cni="calico", dashboard="none") + "artifacts: {mode: offline, dir: nowhere}\n")
     proc = push(spec)
     assert proc.returncode == 2 and "sets no artifacts.registry" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("verb", ["plan", "up"])
+def test_an_auth_file_without_the_mirrors_credentials_is_one_line_before_any_machine(verb: str,
+                                                                                    tmp_path: Path) -> None:
+    spec = tmp_path / "c.yaml"
+    base = SPEC.format(cni="calico", dashboard="none").replace("name: demo", "name: pt-authfile")
+    (tmp_path / "auth.json").write_text('{"auths": {"mirror.example:5000": {"auth": "bm9jb2xvbg=="}}}')  # "nocolon"
+    cases = {"missing.json": "does not exist", "auth.json": "holds no credentials for mirror.example:5000"}
+    try:
+        for name, said in cases.items():
+            spec.write_text(base + f"artifacts: {{mode: offline, dir: {tmp_path}, registry: 'mirror.example:5000', "
+                                   f"authFile: {name}}}\n")
+            proc = subprocess.run([sys.executable, "-m", "provision", verb, "-f", str(spec)], capture_output=True,
+                                  text=True, check=False)
+            assert proc.returncode == 2 and said in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+            assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        made = subprocess.run(["docker", "ps", "-aq", "--filter", "name=pt-authfile"], capture_output=True,
+                              text=True, check=False)
+        assert made.stdout.strip() == "", "a machine was made before the auth file was read"
+    finally:
+        if verb == "up":
+            subprocess.run([sys.executable, "-m", "provision", "destroy", "-f", str(spec)],
+                           capture_output=True, check=False)

@@ -27,6 +27,8 @@ SECRETS = {
     "kubeconfig token": "planted-kubeconfig-token-value",
     "bearer token": "eyJhbGciOiJSUzI1NiJ9.plantedbearer.signature",
     "keepalived password": "vrrpPlantedPw",
+    "registry credentials": "cGxhbnRlZDpyZWdpc3RyeQ==",
+    "ctr user": "planted:ctrpassword",
 }
 
 MANIFEST = f"""\
@@ -46,7 +48,9 @@ KUBECONFIG_LINES = (f"client-key-data: {SECRETS['kubeconfig key data']}\n    tok
 
 
 def test_redact_takes_out_each_kind_of_secret() -> None:
-    text = MANIFEST + KUBECONFIG_LINES + f"\n    auth_pass {SECRETS['keepalived password']}\n"
+    text = (MANIFEST + KUBECONFIG_LINES + f"\n    auth_pass {SECRETS['keepalived password']}\n"
+            f"        auth = \"{SECRETS['registry credentials']}\"\n"
+            f"ctr images pull --hosts-dir /etc/containerd/certs.d --user {SECRETS['ctr user']} pause\n")
     out = logs.redact(text)
     for kind, value in SECRETS.items():
         assert value not in out, kind

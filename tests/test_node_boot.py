@@ -8,6 +8,7 @@ joined by a veth pair (as a pod is), a product_uuid per node, a restart policy, 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,18 @@ def test_each_node_has_its_own_product_uuid_a_restart_policy_and_no_binfmt(share
         assert info["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 1}
         if Path("/dev/mapper/control").exists():
             assert sh(n, "test -e /dev/mapper/control && echo yes").strip() == "yes"
+
+
+def test_a_pid_file_left_by_a_dead_dockerd_is_removed_and_a_live_ones_kept(tmp_path: Path) -> None:
+    """dockerd refuses to start beside any /var/run/docker.pid; a machine restarted without init leaves one."""
+    from provision.providers import docker_engine
+
+    said: list[str] = []
+    stale = tmp_path / "stale.pid"
+    stale.write_text("999999999\n")  # above pid_max: no such process
+    docker_engine._remove_stale_pid_file(said.append, stale)
+    assert not stale.exists() and "is not running" in said[0]
+    live = tmp_path / "live.pid"
+    live.write_text(f"{os.getpid()}\n")
+    docker_engine._remove_stale_pid_file(said.append, live)
+    assert live.exists() and len(said) == 1

@@ -157,6 +157,20 @@ def test_containerd_keeps_oom_scores_where_the_node_cannot_lower_them(version: s
     assert forced["plugins"][section]["restrict_oom_score_adj"] is True
 
 
+@pytest.mark.parametrize(("version", "section"), [("1.7.28", "io.containerd.grpc.v1.cri"),
+                                                  ("2.1.4", "io.containerd.cri.v1.images")])
+def test_containerd_logs_in_to_the_mirror_from_config_toml_then_kept_0600(version: str, section: str) -> None:
+    """hosts.toml has no place for credentials: the CRI reads registry.configs.<host the pull contacts>.auth
+    (containerd internal/cri/server/images/image_pull.go), deprecated but read through 2.3."""
+    given = {"pause_image": "registry.k8s.io/pause:3.10.1", "registry_mirror": "10.0.0.1:5000"}
+    cfg = containerd_config(version, registry_mirror_auth="c2l0ZTpwdw==", **given)
+    assert cfg["plugins"][section]["registry"]["configs"] == {"10.0.0.1:5000": {"auth": {"auth": "c2l0ZTpwdw=="}}}
+    assert "configs" not in containerd_config(version, **given)["plugins"][section]["registry"]
+    with_auth = RoleVars("containerd", {"registry_mirror_auth": "c2l0ZTpwdw=="})
+    assert with_auth["containerd_config_mode"] == "0600"
+    assert RoleVars("containerd", {})["containerd_config_mode"] == "0644"
+
+
 def test_containerd_follows_the_group_vars() -> None:
     cfg = containerd_config("2.2.1", pause_image="registry.example/pause:9", cgroup_driver="cgroupfs")
     runtime = cfg["plugins"]["io.containerd.cri.v1.runtime"]

@@ -81,6 +81,8 @@ CASES: list[tuple[str, str, str]] = [
     ("registry-url", BASE + "artifacts: {mode: offline, dir: a, registry: 'https://mirror.example/v2'}\n",
      "artifacts.registry"),
     ("ca-without-registry", BASE + "artifacts: {mode: offline, dir: a, caFile: ca.pem}\n", "artifacts.caFile"),
+    ("auth-without-registry", BASE + "artifacts: {mode: offline, dir: a, authFile: auth.json}\n",
+     "artifacts.authFile"),
     # containerd below the Kubernetes minor's floor (containerd RELEASES.md): Debian 12's package on docker nodes,
     # an old upstream release
     ("containerd-distro-below-floor", BASE + "containerRuntime: {source: distro}\n", "containerRuntime.source"),

@@ -170,12 +170,25 @@ def ensure_engine(say: Callable[[str], None]) -> None:
         shutil.copy(WRAPPER, WRAPPER_INSTALLED)
         WRAPPER_INSTALLED.chmod(0o755)
         config_args = ["--add-runtime", f"runc-nosysres={WRAPPER_INSTALLED}", "--default-runtime", "runc-nosysres"]
+    _remove_stale_pid_file(say)
     say("starting dockerd")
     log = DOCKERD_LOG.open("ab")
     subprocess.Popen(["dockerd", *config_args], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                      start_new_session=True)
     if not _wait_engine(60):
         raise UserError(f"dockerd did not come up within 60s; see {DOCKERD_LOG}")
+
+
+def _remove_stale_pid_file(say: Callable[[str], None], pid_file: Path = Path("/var/run/docker.pid")) -> None:
+    """dockerd refuses to start beside a pid file, even one a dead dockerd left (a machine restarted without init)."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return
+    if Path(f"/proc/{pid}").exists():
+        return
+    say(f"removing {pid_file}: its dockerd (pid {pid}) is not running")
+    pid_file.unlink(missing_ok=True)
 
 
 def _wait_engine(seconds: float) -> bool:

@@ -116,6 +116,9 @@ class ArtifactsSpec(_Model):
     # instead of importing the directory's archives; `provision artifacts push` fills it from the directory.
     registry: str | None = None
     ca_file: str | None = None  # the mirror's CA certificate (PEM), when it is not in the nodes' trust store
+    # The mirror's credentials: a containers auth file (`skopeo login --authfile FILE <mirror>` writes it), never
+    # the credentials themselves in the spec.
+    auth_file: str | None = None
 
 
 class ClusterSpec(_Model):

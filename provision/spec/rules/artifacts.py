@@ -35,6 +35,9 @@ def refuse_a_registry_mirror_outside_offline_mode(j: Judged, add: Add) -> None:
     if art.ca_file is not None and art.registry is None:
         add(Problem("artifacts.caFile", "a CA file without a registry mirror",
                     "set artifacts.registry, or remove artifacts.caFile"))
+    if art.auth_file is not None and art.registry is None:
+        add(Problem("artifacts.authFile", "credentials without a registry mirror",
+                    "set artifacts.registry, or remove artifacts.authFile"))
 
 
 @rule("artifacts")
