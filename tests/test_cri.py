@@ -34,7 +34,8 @@ from tests.cri.client import Cri, Pod, pod_slice, resolv_conf_dns
 pytestmark = pytest.mark.nodes
 
 KUBERNETES = "1.35"  # containerd 2.1.9 meets this minor's floor (2.1.5+); 1.7.24 is below 1.7.28
-STEPS = ["machines", "ssh", "preflight", "os", "containerd", "kubernetes"]
+# `up` as far as the doubles allow: kubeadm, kubectl and the API server are doubles, the rest is real.
+STEPS = ["machines", "ssh", "preflight", "os", "containerd", "kubernetes", "init", "join-workers", "cni", "dashboard"]
 BUSYBOX = images.BUSYBOX_IMAGE
 
 
@@ -184,6 +185,26 @@ def test_the_mirror_wants_credentials_and_containerd_has_them_in_a_0600_config(l
     assert BUSYBOX in lane.b.image_names() and versions.pause_image(KUBERNETES) in lane.b.image_names()
     assert lane.a.sh("stat -c %a /etc/containerd/config.toml").strip() == "600"
     assert lane.mirror.user is not None and lane.mirror.user[1] not in lane.a.sh("cat /etc/containerd/config.toml")
+
+
+def test_every_image_the_cluster_runs_comes_through_the_mirror_and_no_upstream_is_asked(lane: Lane) -> None:
+    """What the kubelet pulls once the CNI's and the dashboard's pods start: every image of the list (kubeadm's,
+    Calico's operator and what it deploys, Headlamp's, agnhost), from quay.io, ghcr.io, docker.io and
+    registry.k8s.io, comes through the mirror, and containerd never looked an upstream registry up."""
+    applied = lane.a.sh("cat /var/log/provision-doubles/kubectl.jsonl")  # the offline up's cni and dashboard steps
+    assert '"Installation"' in applied and '"headlamp"' in applied, applied[-2000:]
+    cri = lane.b
+    refs = [i.ref for i in cluster_images.cluster_images(lane.cluster.kubernetes_version,
+                                                          lane.cluster.spec.networking.cni,
+                                                          lane.cluster.spec.dashboard.type)]
+    assert {r.split("/", 1)[0] for r in refs} == {"registry.k8s.io", "quay.io", "ghcr.io"}  # calico, headlamp
+    for ref in refs:
+        lane.mirror.push(ref)  # small stand-ins under the real names, as `provision artifacts push` would
+        cri.pull(ref)
+    assert set(refs) <= set(cri.image_names())
+    journal = cri.sh("journalctl -u containerd --no-pager -o cat")
+    for upstream in registry.UPSTREAMS:
+        assert f"lookup {upstream}" not in journal and f"https://{upstream}/v2" not in journal, upstream
 
 
 def test_a_mirror_whose_certificate_the_ca_does_not_sign_is_refused(lane: Lane, tmp_path: Path) -> None:

@@ -14,9 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from provision import images, versions
 from provision.errors import UserError
+from provision.paths import ROLES
 from tests import registry
 
 SPEC = """\
@@ -209,3 +211,13 @@ def test_an_auth_file_without_the_mirrors_credentials_is_one_line_before_any_mac
         if verb == "up":
             subprocess.run([sys.executable, "-m", "provision", "destroy", "-f", str(spec)],
                            capture_output=True, check=False)
+
+
+def test_the_mirror_covers_every_registry_any_cluster_pulls_from() -> None:
+    """containerd writes a hosts.toml only for these: an image from another registry would skip the mirror."""
+    defaults = yaml.safe_load((ROLES / "containerd/defaults/main.yml").read_text())
+    covered = set(defaults["containerd_registry_mirror_upstreams"])
+    for cni in versions.CNI_VERSIONS:
+        for dashboard in ("headlamp", "none"):
+            refs = [i.ref for i in images.cluster_images("1.37.2", cni, dashboard)]
+            assert {images.registry_of(r) for r in refs} <= covered, (cni, dashboard)
