@@ -11,10 +11,10 @@ import argparse
 from provision import __version__, artifacts, etcd_ops, logs
 from provision import spec as spec_mod
 from provision.cli_common import err
-from provision.commands import cluster, image, nodes
+from provision.commands import certs, cluster, image, nodes
 from provision.errors import UserError
 
-VERB_MODULES = (cluster, nodes, logs, image, artifacts, etcd_ops)
+VERB_MODULES = (cluster, nodes, logs, image, artifacts, etcd_ops, certs)
 
 
 def build_parser() -> argparse.ArgumentParser:

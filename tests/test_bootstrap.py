@@ -188,6 +188,19 @@ def check_anonymous_access(node: str) -> None:
     assert code("/api/v1/nodes") == "403"
 
 
+def check_external_etcd_certificates(path: Path, env: dict[str, str], topo: topology.Topology) -> None:
+    """`provision certs` with external etcd: kubeadm manages no etcd certificate (kubeadm's renewal manager skips
+    them), the members' CA, server and peer certificates are read on each member."""
+    listed = provision("certs", "-f", str(path), env=env)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    rows = [line.split() for line in listed.stdout.splitlines()[1:] if line.strip()]
+    for member in topo.groups["external_etcd"]:
+        assert {r[1] for r in rows if r[0] == member} == {"etcd/ca.crt", "etcd/peer.crt", "etcd/server.crt"}
+    for plane in topo.groups["control_plane"]:
+        names = {r[1] for r in rows if r[0] == plane}
+        assert "apiserver" in names and not names & {"etcd-server", "etcd-ca", "apiserver-etcd-client"}, names
+
+
 @pytest.mark.parametrize("sample", SAMPLES)
 def test_up_end_to_end(sample: str, need_nodes: None, artifacts: Path, tmp_path: Path) -> None:
     path = sample_spec(sample, tmp_path, artifacts)
@@ -216,5 +229,7 @@ def test_up_end_to_end(sample: str, need_nodes: None, artifacts: Path, tmp_path:
         changed = re.findall(r"ok, (\d+) change", again.stdout)
         assert changed and all(c == "0" for c in changed), again.stdout
         scan_for_secrets(secrets_of(topo, state), outputs, state, topo)
+        if topo.groups["external_etcd"]:
+            check_external_etcd_certificates(path, env, topo)
     finally:
         provision("destroy", "-f", str(path), env=env)

@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -234,6 +235,75 @@ def test_upgrade_control_plane_first_then_workers_one_at_a_time(live: Live) -> N
     assert up.returncode == 1 and "set kubernetes.version" in up.stderr, up.stderr
     again = live.run("upgrade", "--to", "1.37.2", "--artifacts-dir", str(new), path=bigger)
     assert again.returncode == 1 and "not newer" in again.stderr
+
+
+def cert_rows(stdout: str) -> list[list[str]]:
+    """`provision certs`' table: NODE CERTIFICATE EXPIRES(3 words) RESIDUAL SIGNED-BY."""
+    return [line.split() for line in stdout.splitlines()[1:] if line.strip()]
+
+
+def readyz_while(action: Any) -> tuple[Any, list[str]]:
+    """Run `action` while a worker asks the API endpoint /readyz every 0.3 s; return its result and the answers."""
+    answers: list[str] = []
+    done = threading.Event()
+    endpoint = f"https://{docker_out('exec', CP1, 'hostname', '-i').split()[0]}:6443/readyz"
+
+    def poll() -> None:
+        while not done.is_set():
+            answers.append(sh(W1, f"curl -sk -o /dev/null -w '%{{http_code}}' --max-time 2 {endpoint} || true").strip())
+            time.sleep(0.3)
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    try:
+        return action(), answers
+    finally:
+        done.set()
+        thread.join()
+
+
+@pytest.mark.nodes
+def test_certs_lists_soonest_first_fails_under_the_threshold_and_renewal_keeps_the_cluster_answering(
+        live: Live) -> None:
+    bigger = live.tmp / "c3.yaml"
+    seen, bad = contacted(live, [CP1, W1], lambda: live.run("certs", "--threshold", "soon", path=bigger))
+    assert bad.returncode == 2 and "is not a duration" in bad.stderr and bad.stderr.count("\n") == 1, bad.stderr
+    assert seen == set(), seen
+    listed = live.run("certs", path=bigger)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    rows = cert_rows(listed.stdout)
+    names = [r[1] for r in rows]
+    assert {"apiserver", "apiserver-etcd-client", "etcd-server", "etcd-peer", "admin.conf", "scheduler.conf",
+            "front-proxy-client", "ca", "etcd-ca", "front-proxy-ca"} <= set(names), names
+    assert names.index("apiserver") < names.index("ca"), "a 1-year certificate after the 10-year CA"
+    assert {r[0] for r in rows} == {CP1}  # kubeadm's certificates live on the control planes
+
+    # the API server's certificate 10 days from its end, as after 355 days (re-signed with the cluster's CA)
+    sh(CP1, "cd /etc/kubernetes/pki && openssl req -new -key apiserver.key -subj /CN=kube-apiserver -out /tmp/a.csr"
+            " && openssl x509 -req -in /tmp/a.csr -CA ca.crt -CAkey ca.key -days 10 -out apiserver.crt")
+    near = live.run("certs", path=bigger)
+    assert near.returncode == 1 and "expire within 30d, first apiserver on " + CP1 in near.stderr, near.stderr
+    first = cert_rows(near.stdout)[0]
+    assert first[1] == "apiserver" and re.fullmatch(r"(9|10)d", first[5]), first
+    assert live.run("certs", "--threshold", "5d", path=bigger).returncode == 0
+    status = live.run("status", path=bigger)
+    assert status.returncode == 0 and f"warning: apiserver on {CP1} expires " in status.stderr, status.stderr
+
+    kubeconfig_before = (live.state / "kubeconfig").read_text()
+    refused = live.run("certs", "renew", path=bigger)
+    assert refused.returncode == 1 and "--yes" in refused.stderr
+    renewed, answers = readyz_while(lambda: live.run("certs", "renew", "--yes", path=bigger))
+    assert renewed.returncode == 0, renewed.stderr[-3000:]
+    assert answers and set(answers) == {"200"}, answers  # the endpoint answered throughout
+    assert [r["argv"] for r in records(CP1, "kubeadm") if r.get("result") == "renewed"] == [["certs", "renew", "all"]]
+    assert sh(CP1, "ls /etc/kubernetes/manifests; test -e /etc/kubernetes/manifests.restarting || echo gone").split() \
+        == ["kube-apiserver.yaml", "kube-controller-manager.yaml", "kube-scheduler.yaml", "gone"]
+    after = live.run("certs", path=bigger)
+    assert after.returncode == 0, after.stderr
+    apiserver = next(r for r in cert_rows(after.stdout) if r[1] == "apiserver")
+    assert re.fullmatch(r"36[45]d", apiserver[5]), apiserver
+    assert (live.state / "kubeconfig").read_text() != kubeconfig_before  # its client certificate was renewed
+    assert oct((live.state / "kubeconfig").stat().st_mode & 0o777) == "0o600"
 
 
 @pytest.mark.nodes

@@ -11,9 +11,10 @@ from pathlib import Path
 import jinja2
 from rich.table import Table
 
+from provision import certs, lifecycle, versions
 from provision import inventory as inventory_mod
-from provision import lifecycle, versions
 from provision import spec as spec_mod
+from provision import state as state_mod
 from provision import steps as steps_mod
 from provision import topology as topology_mod
 from provision import verify as verify_mod
@@ -171,7 +172,23 @@ def cmd_status(args: argparse.Namespace) -> int:
     for name, state in states.items():
         table.add_row(name, state)
     out.print(table)
+    _warn_of_expiring_certificates(cluster, state_dir)
     return 0
+
+
+def _warn_of_expiring_certificates(cluster: spec_mod.Cluster, state_dir: Path) -> None:
+    """A running cluster: one warning per certificate that ends within 30 days (`provision certs` lists all)."""
+    if not state_mod.load(state_dir).initialized:
+        return
+    try:
+        found = certs.collect(cluster, state_dir)
+    except UserError as exc:
+        say(f"warning: could not read the certificates: {str(exc).splitlines()[0]}")
+        return
+    for c in certs.expiring(found, certs.threshold_seconds(certs.DEFAULT_THRESHOLD)):
+        assert c.expires is not None
+        say(f"warning: {c.name} on {c.node} expires {time.strftime('%Y-%m-%d', time.gmtime(c.expires))}: "
+            "renew with `provision certs renew`")
 
 
 def cmd_destroy(args: argparse.Namespace) -> int:

@@ -45,7 +45,7 @@ def build(dest: Path, version: str, real: dict[str, bytes] | None = None) -> Pat
         "bin/kubeadm": _double("kubeadm", version),
         "bin/kubelet": _double("kubelet", version),
         "bin/kubectl": _double("kubectl", version),
-        "bin/crictl": STANDIN_SCRIPT.format(name="crictl").encode(),
+        "bin/crictl": (HERE / "crictl").read_bytes(),
         "systemd/kubelet.service": (ROOT / "roles/kube_packages/files/kubelet.service").read_bytes(),
         "systemd/10-kubeadm.conf": (ROOT / "roles/kube_packages/files/10-kubeadm.conf").read_bytes(),
         "cni/cni-plugins-linux-amd64-v1.8.0.tgz": _cni_tarball(),

@@ -48,6 +48,20 @@ def serving_cert():
     return crt, key
 
 
+def shared_certs():
+    """The CAs (and keys) every control plane shares, as kubeadm's upload-certs stores them in Secret kubeadm-certs:
+    ca, front-proxy-ca, etcd/ca for stacked etcd (copycerts.go certsToTransfer, sa.* left out here)."""
+    out = {}
+    for rel in ("ca", "front-proxy-ca", "etcd/ca"):
+        for suffix in ("crt", "key"):
+            try:
+                with open(f"{PKI}/{rel}.{suffix}") as f:
+                    out[f"{rel}.{suffix}"] = f.read()
+            except FileNotFoundError:
+                pass
+    return out
+
+
 def read_lines(name):
     try:
         with open(f"{STATE}/{name}") as f:
@@ -165,6 +179,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             answer = {"server": f"https://{self.headers['Host']}", "nodeToken": register_user("system:node")}
             if req["controlPlane"]:
                 answer["adminToken"] = register_user("kubernetes-admin")
+                answer["certs"] = shared_certs()  # kubeadm-certs: decrypted with the certificate key checked above
         return self.reply(200, answer)
 
     def log_message(self, *args):
