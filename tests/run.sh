@@ -24,5 +24,5 @@ export PROVISION_REQUIRE_NODES=1
 
 python3 -m ruff check provision tests bench
 python3 -m mypy
-python3 -m pytest -q -p no:cacheprovider "$@"
+python3 -m pytest -q -p no:cacheprovider --durations=40 "$@"
 python3 bench/render.py --repeat 3
