@@ -1,10 +1,13 @@
 """`provision certs`: every control plane's kubeadm certificates and the external etcd PKI, soonest expiry first;
-`provision certs renew`: kubeadm's renewal, one control plane at a time.
+`provision certs renew`: external etcd's member certificates rotated one member at a time, then kubeadm's renewal,
+one control plane at a time.
 
 The listing asks kubeadm itself (`kubeadm certs check-expiration -o json` on each control plane) and reads the
 external etcd members' certificates with openssl (playbooks/certs.yml); it changes nothing. The renewal runs
-playbooks/certs-renew.yml: `kubeadm certs renew all`, the static pods restarted, the next control plane only once
-the API answers again, then the admin kubeconfig in the state dir refreshed.
+playbooks/certs-renew.yml: for external etcd, new member and client certificates from its CA (made on this
+machine) put on each member in turn, restarted and healthy before the next; then `kubeadm certs renew all` (with
+the new etcd client certificate), the static pods restarted, the next control plane only once the API answers
+again, then the admin kubeconfig in the state dir refreshed.
 """
 
 from __future__ import annotations
@@ -125,12 +128,16 @@ def renew(cluster: Cluster, state_dir: Path, say: Callable[[str], None],
           progress: runner.Progress | None = None) -> runner.RunResult:
     st, topo = _running(cluster, state_dir)
     planes = [c for c in topo.groups["control_plane"] if c in st.members]
+    members = [e for e in topo.groups["external_etcd"] if e in st.members]
     operator = st.init_node if st.init_node in planes else planes[0]
+    if members:
+        say(f"rotating external etcd's member certificates on {', '.join(members)}, one member at a time")
     say(f"renewing kubeadm's certificates on {', '.join(planes)}, one at a time")
-    result = runner.run_playbook(state_dir, "certs-renew.yml", len(planes), progress,
-                                 extravars={"provision_operator": operator}, limit=",".join(planes),
+    result = runner.run_playbook(state_dir, "certs-renew.yml", len(planes) + len(members), progress,
+                                 extravars={"provision_operator": operator}, limit=",".join(members + planes),
                                  jump=jump_host(cluster))
     if not result.ok:
-        raise UserError(f"certificate renewal failed (control planes before the failed one are renewed):\n"
+        raise UserError(f"certificate renewal failed (members and control planes before the failed one are "
+                        f"renewed):\n"
                         f"  {result.failure_lines()}")
     return result

@@ -47,7 +47,7 @@ def _node_of(topo: topology.Topology, st: state.ClusterState, name: str) -> topo
         node = topo.node(name)
     except KeyError:
         names = ", ".join(n.name for n in topo.nodes)
-        raise UserError(f"{name} is not a node of {topo.cluster.name} (its nodes: {names})") from None
+        raise UserError(f"{name} is not a node of {topo.cluster.name} (its nodes: {names})", code=2) from None
     if name not in st.members:
         raise UserError(f"{name} is not in the running cluster (never added, or removed with remove-node); "
                         f"`provision add-node` adds it")
@@ -132,25 +132,65 @@ def check_removal(cluster: Cluster, state_dir: Path, node: str) -> tuple[state.C
     return st, topo
 
 
+def _etcd_group_of(topo: topology.Topology, node: str) -> str | None:
+    """The group of etcd members `node` belongs to: external_etcd, control_plane (kubeadm's stacked etcd) or none."""
+    if node in topo.groups["external_etcd"]:
+        return "external_etcd"
+    if topo.cluster.spec.etcd.mode == "stacked" and node in topo.groups["control_plane"]:
+        return "control_plane"
+    return None
+
+
+def _proxies_of(topo: topology.Topology, st: state.ClusterState, node: str) -> list[str]:
+    """The haproxy hosts that send API traffic to `node` (a control plane behind a vip or local-proxy endpoint)."""
+    if node not in topo.groups["control_plane"] or topo.cluster.spec.endpoint.type not in ("vip", "local-proxy"):
+        return []
+    return [p for p in topo.groups["loadbalancer"] + topo.groups["api_proxy"] if p != node and p in st.members]
+
+
 def remove_node(cluster: Cluster, state_dir: Path, node: str, say: Say, force: bool = False,
                 timeout: str = "5m", progress: runner.Progress | None = None) -> Day2Report:
     st, topo = check_removal(cluster, state_dir, node)
-    g = topo.groups
     report = Day2Report()
     op = _operator(topo, st, avoid=node)
-    is_etcd = node in g["external_etcd"]
-    etcd_members = [e for e in g["external_etcd"] if e in st.members] if is_etcd else []
-    is_k8s = node in g["k8s_cluster"]
-    say(f"removing {node} ({', '.join(topo.roles_of(node))}); kubectl runs on {op}")
+    etcd_group = _etcd_group_of(topo, node)
+    etcd_members = [e for e in topo.groups[etcd_group] if e in st.members] if etcd_group else []
+    proxies = _proxies_of(topo, st, node)
+    say(f"removing {node} ({', '.join(topo.roles_of(node))}); kubectl runs on {op}"
+        + (f"; first out of the API endpoint's backends on {len(proxies)} node(s)" if proxies else ""))
     result = _run(state_dir, topo, "remove-node.yml", report, progress, what=f"remove-node {node}",
-                  limit=sorted({op, node, *etcd_members}),
-                  extravars={"remove_node": node, "provision_operator": op, "remove_node_kubernetes": is_k8s,
-                             "remove_node_etcd": is_etcd, "drain_node": node, "drain_force": force,
-                             "drain_timeout": timeout})
-    if node not in result.tasks or any(f.unreachable and f.host == node for f in result.failures):
-        report.notes.append(f"{node} could not be reached: it was not reset; wipe or rebuild it before reuse")
+                  limit=sorted({op, node, *etcd_members, *proxies}),
+                  extravars={"remove_node": node, "provision_operator": op,
+                             "remove_node_kubernetes": node in topo.groups["k8s_cluster"],
+                             "remove_node_etcd": etcd_group is not None,
+                             "remove_node_etcd_group": etcd_group or "external_etcd", "remove_node_proxies": proxies,
+                             "drain_node": node, "drain_force": force, "drain_timeout": timeout})
+    if node not in result.tasks or node in result.unreached:
+        report.notes.append(_unreached_note(node, etcd_group))
+    _forget(cluster, state_dir, st, topo, node, op)
+    if proxies:
+        smaller = topology.build(cluster, st.init_node, exclude=st.removed)
+        _run(state_dir, smaller, "endpoint.yml", report, progress, limit=proxies, what="endpoint update")
+    report.notes.append(f"{node} is still in the spec: `provision up` or `add-node` would add it back; "
+                        "lower the node count (the last-numbered node) or drop it from hosts to keep it out")
+    return report
 
-    # The cluster without the node: the new state, the inventory, and the API endpoint's backends.
+
+def _unreached_note(node: str, etcd_group: str | None) -> str:
+    if etcd_group != "control_plane":
+        return f"{node} could not be reached: it was not reset; wipe or rebuild it before reuse"
+    return (f"{node} could not be reached, so nothing on it was cleaned. Its etcd member was removed from the "
+            "cluster through a healthy control plane (kubeadm reset's remove-etcd-member phase cannot run on a dead "
+            "node). Still on the machine: kubeadm's etcd PKI under /etc/kubernetes/pki/etcd/ (the etcd CA's key, "
+            "the member's server and peer keys, the healthcheck client's; etcd keeps no revocation list, so they "
+            "still open the cluster's etcd), the member's data in /var/lib/etcd (every Secret of the cluster), the "
+            "cluster CA's key and the kubeconfigs under /etc/kubernetes. Wipe or rebuild it before reuse; if the "
+            "machine may be in other hands, replace the etcd and cluster CAs")
+
+
+def _forget(cluster: Cluster, state_dir: Path, st: state.ClusterState, topo: topology.Topology, node: str,
+            op: str) -> None:
+    """The cluster without the node: the new state and the inventory."""
     st.members = [m for m in st.members if m != node]
     st.removed = sorted(set(st.removed) | {node})
     if st.init_node == node:
@@ -158,15 +198,7 @@ def remove_node(cluster: Cluster, state_dir: Path, node: str, say: Say, force: b
     state.save(state_dir, st)
     runner.forget_facts(state_dir, [node])
     smaller = topology.build(cluster, st.init_node, exclude=st.removed)
-    provider = for_topology(topo, state_dir)
-    inventory.write(inventory.render(smaller, provider.connections()), state_dir)
-    if node in g["control_plane"] and cluster.spec.endpoint.type in ("vip", "local-proxy"):
-        proxies = smaller.groups["loadbalancer"] + smaller.groups["api_proxy"]
-        say(f"taking {node} out of the API endpoint's backends on {len(proxies)} node(s)")
-        _run(state_dir, smaller, "endpoint.yml", report, progress, limit=proxies, what="endpoint update")
-    report.notes.append(f"{node} is still in the spec: `provision up` or `add-node` would add it back; "
-                        "lower the node count (the last-numbered node) or drop it from hosts to keep it out")
-    return report
+    inventory.write(inventory.render(smaller, for_topology(topo, state_dir).connections()), state_dir)
 
 
 # ---------------------------------------------------------------- add-node

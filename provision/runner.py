@@ -48,6 +48,7 @@ class RunResult:
     tasks: dict[str, int] = field(default_factory=dict)  # tasks executed per host (ok + changed + failed)
     changed_tasks: list[tuple[str, str]] = field(default_factory=list)  # (host, task)
     failed_hosts: set[str] = field(default_factory=set)
+    unreached: set[str] = field(default_factory=set)  # hosts a task could not reach (ignore_unreachable included)
 
     def failure_lines(self) -> str:
         """One indented line per failed host, for an error message."""
@@ -169,6 +170,8 @@ class _Collector:
         if kind in ("runner_on_ok", "runner_on_failed", "runner_on_unreachable", "runner_on_skipped"):
             if kind != "runner_on_skipped":
                 result.tasks[host] = result.tasks.get(host, 0) + 1
+            if kind == "runner_on_unreachable":
+                result.unreached.add(host)
             failure = None
             if kind in ("runner_on_failed", "runner_on_unreachable") and not data.get("ignore_errors"):
                 res = data.get("res", {})

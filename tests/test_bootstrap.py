@@ -1,4 +1,4 @@
-"""`provision up` end to end for every topology sample, on real systemd nodes.
+"""`provision up` end to end for every topology sample, on real systemd nodes (ha-stacked: tests/test_stacked_etcd.py).
 
 Real: the machines, sshd, apt, the OS prep, containerd, etcd, haproxy and keepalived, Ansible. kubeadm, kubelet,
 kubectl and the API server are the TEST DOUBLES of tests/doubles/ (no real binaries can be had here), installed
@@ -28,7 +28,8 @@ from tests.doubles.artifacts import build as build_artifacts
 pytestmark = pytest.mark.nodes
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "tests" / "doubles" / "kubeadm-v1beta4.schema.json").read_text())
-SAMPLES = ["all-in-one", "single-master", "multi-master", "ha", "ha-stacked"]
+# ha-stacked runs in tests/test_stacked_etcd.py: the same checks, then day-2 work on its etcd, on one cluster
+SAMPLES = ["all-in-one", "single-master", "multi-master", "ha"]
 INIT_ARGV = ["init", "--config", "/etc/kubernetes/kubeadm-config.yaml", "--upload-certs"]
 JOIN_ARGV = ["join", "--config", "/etc/kubernetes/kubeadm-join.yaml"]
 UPLOAD_ARGV = ["init", "phase", "upload-certs", "--upload-certs", "--config", "/etc/kubernetes/kubeadm-config.yaml"]
@@ -36,13 +37,21 @@ UPLOAD_ARGV = ["init", "phase", "upload-certs", "--upload-certs", "--config", "/
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_artifacts(tmp_path_factory.mktemp("artifacts"), "1.37.2")
+    """The doubles' artifacts, twice: plain/, and with-etcd/ that adds kubeadm's etcd image (for stacked etcd)."""
+    root = tmp_path_factory.mktemp("artifacts")
+    build_artifacts(root / "with-etcd", "1.37.2", etcd_image=True)
+    build_artifacts(root / "plain", "1.37.2")
+    return root
 
 
 def sample_spec(name: str, tmp: Path, artifacts: Path) -> Path:
+    """The inventories/ sample, offline from `artifacts` (a stacked etcd sample takes the copy with kubeadm's etcd
+    image, so its control planes run a real etcd), with Debian's etcd and containerd."""
     text = (ROOT / "inventories" / f"{name}.yaml").read_text()
+    artifacts = artifacts / ("with-etcd" if "mode: stacked" in text else "plain")
     text = re.sub(r"(?ms)^artifacts:\n(  .*\n|  #.*\n)*", "", text)
     text = text.replace("source: release ", "source: distro  ")  # no GitHub here: Debian's etcd
+    text = re.sub(r"(?m)^(  mode: stacked.*)$", r"\1\n  source: distro", text)  # its etcdctl, for day-2 work
     text = re.sub(r"(?m)^containerRuntime:\n(  .*\n)*", "", text)
     text += NODE_CONTAINERD + f"artifacts:\n  mode: offline\n  dir: {artifacts}\n"
     path = tmp / f"{name}.yaml"
@@ -188,6 +197,56 @@ def check_anonymous_access(node: str) -> None:
     assert code("/api/v1/nodes") == "403"
 
 
+def check_external_etcd_rotation(path: Path, env: dict[str, str], topo: topology.Topology, state: Path) -> None:
+    """`certs renew` rotates external etcd's member certificates one member at a time: a client asking for
+    linearizable reads (which need a quorum) through every member's endpoint gets an answer all along; afterwards
+    every member has new certificates from the same CA and the control planes the new client certificate."""
+    members = topo.groups["external_etcd"]
+    endpoints = ",".join(f"https://{topo.node(m).address}:2379" for m in members)
+
+    def serials() -> dict[str, str]:
+        return {f"{m}/{kind}": docker_out("exec", m, "openssl", "x509", "-noout", "-serial", "-in",
+                                          f"/etc/etcd/pki/{kind}.crt").strip()
+                for m in members for kind in ("server", "peer")}
+
+    before = serials()
+    log = state.parent / "certs-renew.log"  # a file, not a pipe: nothing reads it while the renewal runs
+    with log.open("w") as sink:
+        renew = subprocess.Popen([sys.executable, "-m", "provision", "certs", "renew", "-f", str(path), "--yes"],
+                                 stdout=sink, stderr=sink, env={**os.environ, **env})
+    reads = []
+    while renew.poll() is None:
+        reads.append(subprocess.run(["/usr/bin/docker", "exec", members[0], "etcdctl-tls", f"--endpoints={endpoints}",
+                                     "--command-timeout=3s", "get", "/provision-test", "--consistency=l"],
+                                    capture_output=True, text=True, check=False).returncode)
+    assert renew.returncode == 0, log.read_text()[-3000:]
+    assert len(reads) > 10 and set(reads) == {0}, reads  # quorum all along
+    after = serials()
+    assert all(after[k] != before[k] for k in before), (before, after)
+    ca = state / "pki" / "etcd" / "ca.crt"
+    for m in members:
+        assert docker_out("exec", m, "cat", "/etc/etcd/pki/ca.crt") == ca.read_text()
+    client = (state / "pki" / "etcd" / "apiserver-etcd-client.crt").read_text()
+    for plane in topo.groups["control_plane"]:
+        assert docker_out("exec", plane, "cat", "/etc/kubernetes/pki/apiserver-etcd-client.crt") == client
+    health = docker_out("exec", members[0], "sh", "-c", "etcdctl-tls endpoint health --cluster 2>&1")
+    assert health.count("is healthy") == len(members), health
+
+
+def check_stacked_etcd(topo: topology.Topology) -> None:
+    """Stacked etcd is real here (kubeadm's etcd image in the artifacts): one member per control plane, each under
+    its node's name and peer URL, all healthy."""
+    etcdctl = ("/usr/local/lib/provision-doubles/etcd-image/etcdctl --cacert=/etc/kubernetes/pki/etcd/ca.crt "
+               "--cert=/etc/kubernetes/pki/etcd/healthcheck-client.crt "
+               "--key=/etc/kubernetes/pki/etcd/healthcheck-client.key --endpoints=https://127.0.0.1:2379")
+    first = topo.groups["first_control_plane"][0]
+    listed = json.loads(docker_out("exec", first, "sh", "-c", f"{etcdctl} member list -w json"))["members"]
+    assert {m["name"]: m["peerURLs"] for m in listed} == {
+        n: [f"https://{topo.node(n).address}:2380"] for n in topo.groups["control_plane"]}
+    health = docker_out("exec", first, "sh", "-c", f"{etcdctl} endpoint health --cluster 2>&1")
+    assert health.count("is healthy") == len(topo.groups["control_plane"]), health
+
+
 def check_external_etcd_certificates(path: Path, env: dict[str, str], topo: topology.Topology) -> None:
     """`provision certs` with external etcd: kubeadm manages no etcd certificate (kubeadm's renewal manager skips
     them), the members' CA, server and peer certificates are read on each member."""
@@ -231,5 +290,9 @@ def test_up_end_to_end(sample: str, need_nodes: None, artifacts: Path, tmp_path:
         scan_for_secrets(secrets_of(topo, state), outputs, state, topo)
         if topo.groups["external_etcd"]:
             check_external_etcd_certificates(path, env, topo)
+            if len(topo.groups["external_etcd"]) > 1:
+                check_external_etcd_rotation(path, env, topo, state)
+        else:
+            check_stacked_etcd(topo)
     finally:
         provision("destroy", "-f", str(path), env=env)

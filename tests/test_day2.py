@@ -153,7 +153,7 @@ def test_last_control_plane_is_refused(live: Live) -> None:
     assert proc.stderr.strip().count("\n") == 0, proc.stderr
     assert seen == set(), f"a refused removal contacted {seen}"
     unknown = live.run("drain", "nope")
-    assert unknown.returncode == 1 and "is not a node of" in unknown.stderr
+    assert unknown.returncode == 2 and "is not a node of" in unknown.stderr
 
 
 @pytest.mark.nodes
@@ -297,7 +297,7 @@ def test_certs_lists_soonest_first_fails_under_the_threshold_and_renewal_keeps_t
     assert answers and set(answers) == {"200"}, answers  # the endpoint answered throughout
     assert [r["argv"] for r in records(CP1, "kubeadm") if r.get("result") == "renewed"] == [["certs", "renew", "all"]]
     assert sh(CP1, "ls /etc/kubernetes/manifests; test -e /etc/kubernetes/manifests.restarting || echo gone").split() \
-        == ["kube-apiserver.yaml", "kube-controller-manager.yaml", "kube-scheduler.yaml", "gone"]
+        == ["etcd.yaml", "kube-apiserver.yaml", "kube-controller-manager.yaml", "kube-scheduler.yaml", "gone"]
     after = live.run("certs", path=spec_path)
     assert after.returncode == 0, after.stderr
     apiserver = next(r for r in cert_rows(after.stdout) if r[1] == "apiserver")

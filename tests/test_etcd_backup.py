@@ -106,8 +106,12 @@ def test_restore_refuses_a_missing_snapshot_or_no_confirmation_and_touches_no_no
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "nope.db" in lines[0], err
 
-    real = tmp_path / "real.db"
-    real.write_bytes(b"not used")
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not a snapshot" * 400)
+    rc, out, err = run_cli(capsys, "etcd", "restore", str(garbage), *spec_args, "--yes")
+    assert rc == 2 and "not an etcd snapshot" in err and len(err.strip().splitlines()) == 1, err
+
+    real = bbolt_header_only(tmp_path)
     rc, out, err = run_cli(capsys, "etcd", "restore", str(real), *spec_args)  # stdin is no terminal here
     assert rc != 0 and "--yes" in err and len(err.strip().splitlines()) == 1, err
 
@@ -115,16 +119,24 @@ def test_restore_refuses_a_missing_snapshot_or_no_confirmation_and_touches_no_no
     assert node_marks() == marks_before
 
 
-def test_stacked_etcd_is_refused_with_what_to_do_instead(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_stacked_etcd_needs_a_running_cluster_and_says_so(capsys: pytest.CaptureFixture[str],
+                                                            tmp_path: Path) -> None:
     path = make_spec(tmp_path, "pt-etcdbk-stacked", "single-master", "nodes: {controlPlanes: 1, workers: 1}\n")
-    snapshot = tmp_path / "s.db"
-    snapshot.write_bytes(b"x")
-    for argv in (["restore", str(snapshot), "--yes"], ["backup"]):
+    (tmp_path / "state" / "inventory").mkdir(parents=True)
+    (tmp_path / "state" / "inventory" / "hosts.yml").write_text("all: {}\n")
+    for argv in (["restore", str(bbolt_header_only(tmp_path)), "--yes"], ["backup"]):
         rc, out, err = run_cli(capsys, "etcd", *argv, "-f", str(path), "--state-dir", str(tmp_path / "state"))
         lines = err.strip().splitlines()
-        assert rc != 0 and out == "" and len(lines) == 1, err
-        assert "stacked" in lines[0] and "external etcd" in lines[0] and "etcdctl snapshot save" in lines[0]
-    assert not (tmp_path / "state").exists()
+        assert rc == 1 and out == "" and len(lines) == 1, err
+        assert "no running cluster" in lines[0] and "provision up" in lines[0], err
+
+
+def bbolt_header_only(tmp: Path) -> Path:
+    """A file with a bbolt meta page header (what the local check reads), nothing else."""
+    path = tmp / "header-only.db"
+    path.write_bytes(bytes(8) + (4).to_bytes(2, "little") + bytes(6) + (0xED0CDAED).to_bytes(4, "little") +
+                     bytes(4096 - 20))
+    return path
 
 
 # ---------------------------------------------------------------- remove-node of an etcd member (#7)

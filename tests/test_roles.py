@@ -11,6 +11,8 @@ import re
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -311,24 +313,40 @@ def nodes_missing() -> str | None:
 
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# Scenarios run this many at a time: each waits mostly on apt, dpkg and Docker, so two overlap well on 2 cores.
+MOLECULE_PARALLEL = int(os.environ.get("PROVISION_MOLECULE_PARALLEL", "2"))
 
 
-@pytest.mark.nodes
-@pytest.mark.slow
-@pytest.mark.parametrize("role", MOLECULE_ROLES)
-def test_molecule(role: str) -> None:
-    why = nodes_missing()
-    if why:
-        if os.environ.get("PROVISION_REQUIRE_NODES"):
-            pytest.fail(f"real nodes are required here but {why}")
-        pytest.skip(why)
+def run_molecule(role: str) -> subprocess.CompletedProcess[str]:
     # Debian's docker client first (a newer CLI elsewhere in PATH may not talk to this engine), and exactly the
     # node image checked above (the scenarios default to its stable alias).
     env = {**os.environ, "PATH": "/usr/bin:" + os.environ.get("PATH", ""), "ANSIBLE_NOCOLOR": "1",
            "PY_COLORS": "0", "ANSIBLE_FORCE_COLOR": "0", "NO_COLOR": "1",
            "PROVISION_NODE_IMAGE": docker_engine.NODE_IMAGE}
-    proc = subprocess.run([sys.executable, "-m", "molecule", "test"], cwd=ROLES / role, env=env,
+    return subprocess.run([sys.executable, "-m", "molecule", "test"], cwd=ROLES / role, env=env,
                           capture_output=True, text=True, timeout=900, check=False)
+
+
+@pytest.fixture(scope="module")
+def molecule_runs(request: pytest.FixtureRequest) -> Iterator[dict[str, Future[subprocess.CompletedProcess[str]]]]:
+    """The selected roles' `molecule test`, started together MOLECULE_PARALLEL at a time (each scenario has its
+    own containers and network, mol-<name>); each test below waits for its own."""
+    why = nodes_missing()
+    if why:
+        if os.environ.get("PROVISION_REQUIRE_NODES"):
+            pytest.fail(f"real nodes are required here but {why}")
+        pytest.skip(why)
+    with ThreadPoolExecutor(max_workers=MOLECULE_PARALLEL) as pool:
+        selected = [item.callspec.params["role"] for item in request.session.items
+                    if getattr(item, "originalname", "") == "test_molecule"]
+        yield {role: pool.submit(run_molecule, role) for role in selected}
+
+
+@pytest.mark.nodes
+@pytest.mark.slow
+@pytest.mark.parametrize("role", MOLECULE_ROLES)
+def test_molecule(role: str, molecule_runs: dict[str, Future[subprocess.CompletedProcess[str]]]) -> None:
+    proc = molecule_runs[role].result()
     if proc.returncode != 0:
         tail = "\n".join(ANSI.sub("", proc.stdout + proc.stderr).splitlines()[-120:])
         print(tail)

@@ -40,7 +40,9 @@ def cmd_certs(args: argparse.Namespace) -> int:
 def cmd_renew(args: argparse.Namespace) -> int:
     cluster = load(args.file)
     where = cluster_state_dir(cluster, args)
-    confirm(f"renew kubeadm's certificates on every control plane of {cluster.name}, restarting their static "
+    etcd = (" and external etcd's member certificates (each member restarted in turn)"
+            if cluster.spec.etcd.mode == "external" else "")
+    confirm(f"renew kubeadm's certificates on every control plane of {cluster.name}{etcd}, restarting their static "
             "pods one control plane at a time?", args.yes)
     started = time.monotonic()
     result = certs.renew(cluster, where, say, progress=progress())
@@ -61,9 +63,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_certs)
     actions = p.add_subparsers(dest="certs_command", metavar="ACTION")
     renew = actions.add_parser("renew", help="renew kubeadm's certificates, one control plane at a time",
-                               description="kubeadm certs renew all on each control plane in turn, its static "
-                                           "pods restarted and the API answering again before the next; then the "
-                                           "admin kubeconfig in the state dir is refreshed. CAs are not renewed.")
+                               description="External etcd first: new member certificates and a new API server "
+                                           "client certificate from its CA, each member restarted and healthy "
+                                           "before the next. Then kubeadm certs renew all on each control plane "
+                                           "in turn, its static pods restarted and the API answering again before "
+                                           "the next; then the admin kubeconfig in the state dir is refreshed. "
+                                           "CAs are not renewed.")
     spec_args(renew)
     renew.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     renew.set_defaults(func=cmd_renew)

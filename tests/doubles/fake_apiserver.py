@@ -1,5 +1,7 @@
 #!/usr/bin/python3
-"""TEST DOUBLE of kube-apiserver (see tests/doubles/README.md), started by the kubeadm double's `init`.
+"""TEST DOUBLE of kube-apiserver (see tests/doubles/README.md), started by the kubeadm double's `init`, and on
+each joining control plane as a replica that hands every request to the first one's (its state lives there, as a
+real API server's lives in etcd).
 
 Serves HTTPS on :6443 with a certificate from the cluster CA the kubeadm double made, and authenticates and
 authorizes every request the way kube-apiserver with kubeadm's RBAC does:
@@ -23,6 +25,8 @@ import ssl
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 
 PKI = "/etc/kubernetes/pki"
 STATE = "/var/lib/provision-doubles"
@@ -62,6 +66,13 @@ def shared_certs():
     return out
 
 
+def etcd_members(nodes):
+    """The control planes' stacked etcd members, as kubeadm finds them through the API (the etcd pods'
+    advertise-client-urls annotation): name, client and peer URL per control plane node."""
+    return [{"name": n["name"], "clientURL": f"https://{n['address']}:2379", "peerURL": f"https://{n['address']}:2380"}
+            for n in nodes if n["controlPlane"] and n.get("address")]
+
+
 def read_lines(name):
     try:
         with open(f"{STATE}/{name}") as f:
@@ -91,12 +102,45 @@ def status(code, reason, message):
             "reason": reason, "code": code}
 
 
+def kubelet_config():
+    """The kubelet-config ConfigMap kubeadm init uploaded: what a joining node's kubelet-start writes."""
+    try:
+        with open(f"{STATE}/kubelet-config.json") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return {}
+
+
 def load_nodes():
     with open(f"{STATE}/nodes.json") as f:
         return json.load(f)
 
 
+def primary():
+    """The first control plane's API server (host:port) on a replica, else None."""
+    try:
+        with open(f"{STATE}/primary") as f:
+            return f.read().strip() or None
+    except FileNotFoundError:
+        return None
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
+    def forward(self):
+        """A replica: the same request to the first control plane's API server, its answer back unchanged."""
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0))) if self.command == "POST" else None
+        headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "content-type", "host")}
+        ctx = ssl.create_default_context(cafile=f"{PKI}/ca.crt")
+        ctx.check_hostname = False
+        req = urllib.request.Request(f"https://{PRIMARY}{self.path}", data=body, headers=headers, method=self.command)
+        try:
+            with urllib.request.urlopen(req, timeout=10, context=ctx) as resp:
+                return self.reply(resp.status, resp.read())
+        except urllib.error.HTTPError as exc:
+            return self.reply(exc.code, exc.read())
+        except OSError as exc:
+            return self.reply(503, status(503, "ServiceUnavailable", f"storage unavailable: {exc}"))
+
     def reply(self, code, body):
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(code)
@@ -125,6 +169,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return True
 
     def do_GET(self):
+        if PRIMARY:
+            return self.forward()
         if not self.authorized():
             return None
         if self.path in ("/healthz", "/livez", "/readyz"):
@@ -142,6 +188,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.reply(404, status(404, "NotFound", "the server could not find the requested resource"))
 
     def do_DELETE(self):
+        if PRIMARY:
+            return self.forward()
         if not self.authorized():
             return None
         if not self.path.startswith("/api/v1/nodes/"):
@@ -156,6 +204,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.reply(200, {"kind": "Status", "status": "Success"})
 
     def do_POST(self):
+        if PRIMARY:
+            return self.forward()
         if not self.authorized():
             return None
         if self.path != "/double/join":
@@ -173,19 +223,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
             nodes = load_nodes()
             if any(n["name"] == req["name"] for n in nodes):
                 return self.reply(409, b"a node with this name has joined already")
-            nodes.append({"name": req["name"], "controlPlane": req["controlPlane"], "time": time.time()})
+            members = etcd_members(nodes)
+            nodes.append({"name": req["name"], "controlPlane": req["controlPlane"], "time": time.time(),
+                          "address": req.get("address")})
             with open(f"{STATE}/nodes.json", "w") as f:
                 json.dump(nodes, f)
-            answer = {"server": f"https://{self.headers['Host']}", "nodeToken": register_user("system:node")}
+            answer = {"server": f"https://{self.headers['Host']}", "nodeToken": register_user("system:node"),
+                      "kubeletConfig": kubelet_config(),
+                      "primary": f"{nodes[0]['address']}:6443" if nodes[0].get("address") else None}
             if req["controlPlane"]:
                 answer["adminToken"] = register_user("kubernetes-admin")
                 answer["certs"] = shared_certs()  # kubeadm-certs: decrypted with the certificate key checked above
+                if "etcd/ca.key" in answer["certs"]:
+                    answer["etcdMembers"] = members
         return self.reply(200, answer)
 
     def log_message(self, *args):
         pass
 
 
+PRIMARY = primary()
 CA_HASH = ca_hash()
 cert, key = serving_cert()
 server = http.server.ThreadingHTTPServer(("0.0.0.0", 6443), Handler)
