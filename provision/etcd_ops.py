@@ -95,7 +95,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     say(f"snapshot of etcd from {members[0]}" if mode == "external" else
         f"snapshot of stacked etcd from the first healthy member of {', '.join(members)}")
     _run(cluster, topo, state_dir, PLAYBOOKS[mode][0], "etcd backup", {"etcd_backup_stamp": stamp},
-         members if mode == "external" else [])
+         members[:1] if mode == "external" else [])
     if not snapshot.is_file():
         raise UserError(f"the backup ran but {snapshot} is missing; look at {state_dir / 'runner'}")
     snapshot.parent.chmod(0o700)

@@ -210,14 +210,19 @@ def check_external_etcd_rotation(path: Path, env: dict[str, str], topo: topology
                 for m in members for kind in ("server", "peer")}
 
     before = serials()
+    # the reader keeps a copy of the member's certificate: the rotation rewrites the one etcdctl-tls reads
+    docker_out("exec", members[0], "sh", "-c", "cp /etc/etcd/pki/server.crt /root/reader.crt && "
+                                                "cp /etc/etcd/pki/server.key /root/reader.key")
     log = state.parent / "certs-renew.log"  # a file, not a pipe: nothing reads it while the renewal runs
     with log.open("w") as sink:
         renew = subprocess.Popen([sys.executable, "-m", "provision", "certs", "renew", "-f", str(path), "--yes"],
                                  stdout=sink, stderr=sink, env={**os.environ, **env})
     reads = []
     while renew.poll() is None:
-        reads.append(subprocess.run(["/usr/bin/docker", "exec", members[0], "etcdctl-tls", f"--endpoints={endpoints}",
-                                     "--command-timeout=3s", "get", "/provision-test", "--consistency=l"],
+        reads.append(subprocess.run(["/usr/bin/docker", "exec", "-e", "ETCDCTL_API=3", members[0], "etcdctl",
+                                     f"--endpoints={endpoints}", "--cacert=/etc/etcd/pki/ca.crt",
+                                     "--cert=/root/reader.crt", "--key=/root/reader.key", "--command-timeout=3s",
+                                     "get", "/provision-test", "--consistency=l"],
                                     capture_output=True, text=True, check=False).returncode)
     assert renew.returncode == 0, log.read_text()[-3000:]
     assert len(reads) > 10 and set(reads) == {0}, reads  # quorum all along
