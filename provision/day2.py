@@ -167,9 +167,8 @@ def remove_node(cluster: Cluster, state_dir: Path, node: str, say: Say, force: b
                              "drain_node": node, "drain_force": force, "drain_timeout": timeout})
     if node not in result.tasks or node in result.unreached:
         report.notes.append(_unreached_note(node, etcd_group))
-    _forget(cluster, state_dir, st, topo, node, op)
+    smaller = _forget(cluster, state_dir, st, topo, node, op)
     if proxies:
-        smaller = topology.build(cluster, st.init_node, exclude=st.removed)
         _run(state_dir, smaller, "endpoint.yml", report, progress, limit=proxies, what="endpoint update")
     report.notes.append(f"{node} is still in the spec: `provision up` or `add-node` would add it back; "
                         "lower the node count (the last-numbered node) or drop it from hosts to keep it out")
@@ -189,8 +188,8 @@ def _unreached_note(node: str, etcd_group: str | None) -> str:
 
 
 def _forget(cluster: Cluster, state_dir: Path, st: state.ClusterState, topo: topology.Topology, node: str,
-            op: str) -> None:
-    """The cluster without the node: the new state and the inventory."""
+            op: str) -> topology.Topology:
+    """The cluster without the node: the new state and the inventory; returns its topology."""
     st.members = [m for m in st.members if m != node]
     st.removed = sorted(set(st.removed) | {node})
     if st.init_node == node:
@@ -199,6 +198,7 @@ def _forget(cluster: Cluster, state_dir: Path, st: state.ClusterState, topo: top
     runner.forget_facts(state_dir, [node])
     smaller = topology.build(cluster, st.init_node, exclude=st.removed)
     inventory.write(inventory.render(smaller, for_topology(topo, state_dir).connections()), state_dir)
+    return smaller
 
 
 # ---------------------------------------------------------------- add-node
