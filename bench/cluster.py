@@ -12,6 +12,11 @@ here; etcd is Debian's), and measures three phases:
   noop     `up` again: it must change nothing
   add      the spec with one more worker, `provision add-node`'s code path (provision.day2.add_nodes)
 
+Before those, on fresh nodes of the same layout, the FLOOR: what installing every package and artifact each
+node needs costs done alone (one apt transaction per node with every package `up` installs there, all nodes at
+once, then the artifacts copied and unpacked; docker exec, no Ansible). The cold run's CONVERGE is the cold
+phase without making and reaching the machines; issue #19's bound for it is 1.3 x floor + 10 s.
+
 For each phase: wall-clock seconds, tasks Ansible executed per host, changed tasks, and SSH connections
 opened (each node's sshd journal, "Accepted publickey" since the phase began, with the cluster's persistent
 master connections closed before the phase). The add phase also names every existing worker it contacted
@@ -39,11 +44,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from provision import day2, lifecycle, runner, spec, topology
+from provision import day2, lifecycle, packages, runner, spec, topology
 from provision.providers import docker_engine
 
 KUBERNETES = "1.37.2"
-SKIP = ["cni", "dashboard", "verify"]  # need a real API server (and GitHub for the CNI manifests)
+SKIP = ["cni", "dashboard", "verify"]
+MACHINE_STEPS = ("create machines", "wait for SSH and record host keys", "check existing hosts")  # need a real API server (and GitHub for the CNI manifests)
 
 
 @dataclass
@@ -132,6 +138,61 @@ def logins(nodes: list[str], since: float) -> dict[str, int]:
         return dict(zip(nodes, pool.map(lambda n: _logins(n, since), nodes), strict=True))
 
 
+# ---------------------------------------------------------------- the floor
+
+
+def _docker(*args: str, stdin: bytes | None = None) -> None:
+    proc = subprocess.run([docker_engine.docker_binary() or "docker", *args], input=stdin, capture_output=True,
+                          check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args[:3])}: {proc.stderr.decode(errors='replace').strip()[-500:]}")
+
+
+def _artifacts_tar(artifacts: Path) -> bytes:
+    """The files kube_packages puts on a Kubernetes node, as one tar stream."""
+    parts = [p for p in ("bin", "systemd", "cni", "images") if (artifacts / p).is_dir()]
+    return subprocess.run(["tar", "-C", str(artifacts), "-cf", "-", *parts], capture_output=True, check=True).stdout
+
+
+FLOOR_APT = ("set -e; printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; "
+             "apt-get update -q >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -q {packages} >/dev/null; "
+             "rm -f /usr/sbin/policy-rc.d")
+FLOOR_UNPACK = ("set -e; cd /root/floor; install -m 0755 bin/* /usr/bin/; mkdir -p /etc/systemd/system/kubelet.service.d "
+                "/opt/cni/bin; cp systemd/kubelet.service /etc/systemd/system/; "
+                "cp systemd/10-kubeadm.conf /etc/systemd/system/kubelet.service.d/; tar -C /opt/cni/bin -xzf cni/*.tgz; "
+                "if ls images/*.tar >/dev/null 2>&1; then systemctl start containerd; "
+                "for i in images/*.tar; do ctr -n k8s.io images import \"$i\" >/dev/null; done; fi")
+
+
+def floor_node(node: str, packages: list[str], tar: bytes | None) -> None:
+    """One node's floor: one apt transaction with every package it needs, then the artifacts unpacked."""
+    _docker("exec", node, "sh", "-c", FLOOR_APT.format(packages=" ".join(packages)))
+    if tar is not None:
+        _docker("exec", node, "mkdir", "-p", "/root/floor")
+        _docker("exec", "-i", node, "tar", "-C", "/root/floor", "-xf", "-", stdin=tar)
+        _docker("exec", node, "sh", "-c", FLOOR_UNPACK)
+
+
+def measure_floor(cluster: spec.Cluster, state_dir: Path, artifacts: Path) -> Phase:
+    """On fresh nodes of the same layout, all nodes at once: what installing what each node needs costs alone."""
+    topo = topology.build(cluster)
+    lifecycle.up(cluster, state_dir, quiet, only=["machines", "ssh"])
+    tar = _artifacts_tar(artifacts)
+    k8s = set(topo.groups["k8s_cluster"])
+    # python3-apt: what Ansible's apt module needs on the node (it installs it when missing, as provision's run does)
+    jobs = [(nd.name, [*packages.node_packages(topo, nd.name), "python3-apt"], tar if nd.name in k8s else None)
+            for nd in topo.nodes]
+    phase = Phase("floor")
+    t0 = time.time()
+    try:
+        with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+            list(pool.map(lambda job: floor_node(*job), jobs))
+    except Exception as exc:  # noqa: BLE001 - a failed phase is a result to report
+        phase.ok, phase.error = False, f"{type(exc).__name__}: {exc}"[:2000]
+    phase.seconds = round(time.time() - t0, 1)
+    return phase
+
+
 # ---------------------------------------------------------------- phases
 
 
@@ -190,6 +251,19 @@ class SizeResult:
     layout: str
     phases: list[Phase] = field(default_factory=list)
     error: str = ""
+    floor: Phase | None = None
+
+    def converge(self) -> float | None:
+        """The cold run without making the machines and reaching them (the floor starts from reached machines)."""
+        cold = next((p for p in self.phases if p.name == "cold" and p.ok), None)
+        if cold is None:
+            return None
+        before = sum(s["seconds"] for s in cold.steps if s["phase"] in MACHINE_STEPS)
+        return round(cold.seconds - before, 1)
+
+    def target(self) -> float | None:
+        """Issue #19's bound for the cold converge: 1.3 x the floor + 10 s."""
+        return round(1.3 * self.floor.seconds + 10, 1) if self.floor and self.floor.ok else None
 
 
 def quiet(_: str) -> None:
@@ -220,6 +294,16 @@ def bench_size(n: int, artifacts: Path, work: Path, prefix: str) -> SizeResult:
         report = day2.add_nodes(cluster_plus, state_dir, quiet)
         return report.runs, []
 
+    floor_path = work / f"{name}f.yaml"
+    floor_path.write_text(spec_text(f"{name}f", lay, artifacts))
+    floor_cluster = spec.load_spec(floor_path)
+    floor_state = lifecycle.state_dir_for(floor_cluster, str(work / "state" / f"{name}f"))
+    try:
+        result.floor = measure_floor(floor_cluster, floor_state, artifacts)
+        print(f"   floor: {result.floor.seconds} s" + ("" if result.floor.ok else f" FAILED {result.floor.error}"),
+              file=sys.stderr, flush=True)
+    finally:
+        lifecycle.destroy(floor_cluster, floor_state, quiet)
     try:
         for label, action, nodes in (("cold", up, names), ("noop", up, names), ("add", add, all_names)):
             phase = measure(label, state_dir, nodes, action)
@@ -265,9 +349,14 @@ def table(results: list[SizeResult]) -> str:
     head = ["N", "phase", "seconds", "tasks/host (mean, max)", "changed", "SSH logins (total, max/node)", "notes"]
     rows = [head]
     for r in results:
+        if r.floor is not None:
+            rows.append([str(r.nodes), "floor", f"{r.floor.seconds:.1f}", "", "", "",
+                         "one apt transaction per node, all at once, + artifacts" if r.floor.ok else "FAILED"])
         for p in r.phases:
             s = p.summary()
             notes = "" if p.ok else "FAILED"
+            if p.name == "cold" and r.converge() is not None:
+                notes = f"converge {r.converge()} s" + (f" (target <= {r.target()})" if r.target() else "")
             if p.contacted_existing_workers is not None:
                 notes = (f"existing workers contacted: {', '.join(p.contacted_existing_workers)}"
                          if p.contacted_existing_workers else "no existing worker contacted")
@@ -299,6 +388,8 @@ def main(argv: list[str] | None = None) -> int:
             results.append(bench_size(n, artifacts, work, args.prefix))
     out = {"machine": machine(), "kubernetes": KUBERNETES + " (test doubles)", "skipped_steps": SKIP,
            "sizes": [{"nodes": r.nodes, "layout": r.layout, "error": r.error,
+                      "floor": asdict(r.floor) if r.floor else None, "converge_seconds": r.converge(),
+                      "target_seconds": r.target(),
                       "phases": [{**asdict(p), **p.summary()} for p in r.phases]} for r in results]}
     print(table(results))
     for r in results:
@@ -310,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out) if not args.json else f"JSON written to {args.json}")
     bad = [p for r in results for p in r.phases if not p.ok or p.contacted_existing_workers]
-    bad_sizes = [r for r in results if r.error or len(r.phases) < 3]
+    bad_sizes = [r for r in results if r.error or len(r.phases) < 3 or not (r.floor and r.floor.ok)]
     return 1 if bad or bad_sizes else 0
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import jinja2
 
-from provision import addon_files, images, registry_auth, versions
+from provision import addon_files, images, packages, registry_auth, versions
 from provision.paths import TEMPLATES
 from provision.spec import Cluster
 from provision.topology import Topology
@@ -69,6 +69,7 @@ def render(topo: Topology, connections: dict[str, Connection] | None = None) -> 
             "ssh_port": conns[n.name].port,
             "ssh_user": conns[n.name].user,
             "ssh_key": conns[n.name].key,
+            "extra_packages": packages.extra_packages(topo, n.name),
         }
         for n in topo.nodes
     ]

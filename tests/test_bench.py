@@ -32,6 +32,10 @@ def test_cluster_bench_smallest_case(need_nodes: None, tmp_path: Path) -> None:
     assert size["nodes"] == 1 and size["layout"].startswith("all-in-one") and not size["error"]
     phases = {p["name"]: p for p in size["phases"]}
     assert list(phases) == ["cold", "noop", "add"]
+    assert size["floor"]["ok"] and size["floor"]["seconds"] > 0, size["floor"]
+    assert 0 < size["converge_seconds"] < phases["cold"]["seconds"]
+    assert size["target_seconds"] == round(1.3 * size["floor"]["seconds"] + 10, 1)
+    assert "| 1 | floor" in proc.stdout
     node = "ptbench1-cp1"
     for name, p in phases.items():
         assert p["ok"], p["error"]
@@ -47,5 +51,5 @@ def test_cluster_bench_smallest_case(need_nodes: None, tmp_path: Path) -> None:
     assert "ptbench1-w1" in add["tasks"] and add["ssh"].get("ptbench1-w1", 0) >= 1
     assert add["changed"] > 0
 
-    left = docker_out("ps", "-a", "--filter", "name=ptbench1-", "--format", "{{.Names}}").split()
+    left = docker_out("ps", "-a", "--filter", "name=ptbench1", "--format", "{{.Names}}").split()
     assert left == [], f"the benchmark left nodes behind: {left}"

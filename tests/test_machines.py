@@ -182,3 +182,26 @@ def test_too_many_nodes_for_the_inotify_limit_is_one_clear_line(tmp_path: Path,
         docker.check_inotify(30)
     limit.write_text("1000000\n")
     docker.check_inotify(30)  # room enough: no error
+
+
+def test_a_distribution_containerd_below_the_floor_is_refused_before_any_install(shared_cluster: LiveCluster,
+                                                                               tmp_path: Path) -> None:
+    """Existing hosts with containerRuntime.source distro: plan cannot know the package's version, so the os step
+    reads apt's candidate (Debian 12's 1.6.20, below 1.37's floor) and refuses before its one apt transaction
+    would install containerd with the node's other packages (provision/packages.py)."""
+    key = shared_cluster.state_dir / "ssh" / "id_ed25519"
+    (tmp_path / "key").write_bytes(key.read_bytes())
+    os.chmod(tmp_path / "key", 0o600)
+    node = shared_cluster.topo.nodes[-1]
+    path = tmp_path / "pt-floor.yaml"
+    path.write_text("apiVersion: provision.dev/v1alpha1\nkind: Cluster\nname: pt-floor\ntopology: all-in-one\n"
+                    "kubernetes: {version: \"1.37\"}\ncontainerRuntime: {source: distro}\n"
+                    "provider:\n  type: static\nhosts:\n"
+                    f"  - {{name: {node.name}, address: {node.address}, roles: [control-plane], key: {tmp_path}/key}}\n")
+    env = {"PROVISION_STATE_DIR": str(tmp_path / "state")}
+    proc = provision("up", "-f", str(path), "--only", "machines", "--only", "ssh", "--only", "os", env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "below what Kubernetes 1.37 supports" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    installed = docker_out("exec", node.name, "sh", "-c",
+                           "dpkg-query -W -f='${Package} ${db:Status-Status}\\n' containerd conntrack 2>/dev/null; true")
+    assert "installed" not in installed, installed
