@@ -264,6 +264,25 @@ def test_containerd_refuses_a_distribution_package_below_the_floor(
         assert "below what Kubernetes 1.37 supports" in proc.stdout and "remove containerRuntime.source" in proc.stdout
 
 
+@pytest.mark.parametrize(("extra", "refused"), [
+    ({}, []),
+    ({"preflight_architectures": ["s390x"], "preflight_minimums": {"control-plane": {"cpus": 64, "memory_mib": 1},
+                                                                   "worker": {"cpus": 1, "memory_mib": 1}}},
+     ["is x86_64; supported: s390x", "(control-plane) has", "needs 64 CPU(s)"]),
+])
+def test_preflight_names_every_problem_of_a_host_in_one_check(extra: dict[str, Any], refused: list[str]) -> None:
+    """preflight.yml on this machine (x86_64 Debian 12, 2 CPUs): one assert per host, naming each problem."""
+    if os.uname().machine != "x86_64":
+        pytest.skip("the expected refusal names x86_64")
+    args = {"node_roles": ["control-plane", "worker"], "ansible_python_interpreter": sys.executable, **extra}
+    proc = subprocess.run([sys.executable, "-m", "ansible.cli.playbook", "-i", "localhost,", "-c", "local",
+                           "-e", yaml.safe_dump(args, default_flow_style=True), str(PLAYBOOKS / "preflight.yml")],
+                          capture_output=True, text=True, env=ansible_env(), timeout=120, check=False)
+    assert (proc.returncode != 0) == bool(refused), proc.stdout + proc.stderr
+    for text in refused:
+        assert text in proc.stdout, proc.stdout
+
+
 @pytest.mark.parametrize("playbook", sorted(p.name for p in PLAYBOOKS.glob("*.yml")))
 def test_playbook_syntax(playbook: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "ansible.cli.playbook", "--syntax-check", "-i", "localhost,",
