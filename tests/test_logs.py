@@ -59,12 +59,14 @@ def test_redact_takes_out_each_kind_of_secret() -> None:
 
 
 def plant(node: str) -> None:
+    """Secrets where `logs` reads: a manifest, keepalived's configuration and a kubelet unit's journal (the unit
+    runs until unplant stops it: `logs` collects a journal only of a unit systemd still knows)."""
     docker_out("exec", node, "sh", "-c", f"""mkdir -p /etc/kubernetes/manifests /etc/keepalived
 cat > /etc/kubernetes/manifests/kube-apiserver.yaml <<'X'
 {MANIFEST}X
 printf 'vrrp_instance VI_1 {{\\n  authentication {{\\n    auth_pass {SECRETS['keepalived password']}\\n  }}\\n}}\\n' \
   > /etc/keepalived/keepalived.conf
-systemd-run --unit=kubelet --quiet sh -c 'printf "%s\\n" "{KUBECONFIG_LINES}"; sleep 1' """)
+systemd-run --unit=kubelet --quiet sh -c 'printf "%s\\n" "{KUBECONFIG_LINES}"; sleep 600' """)
 
 
 def unplant(node: str) -> None:
