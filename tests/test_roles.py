@@ -76,13 +76,14 @@ class RoleVars:
             return self.env.from_string(value).render(self.context_for(value))
         return value
 
-    def context_for(self, source: str) -> dict[str, Any]:
+    def context_for(self, source: str, given: dict[str, Any] | None = None) -> dict[str, Any]:
         names = jinja2.meta.find_undeclared_variables(self.env.parse(source))
-        return {n: self[n] for n in names if n in self.raw}
+        return {n: self[n] for n in names if n in self.raw and n not in (given or {})}
 
     def render_template(self, role: str, template: str, **extra: Any) -> str:
+        """The template with `extra` as set_fact or a registered result would set it (over the role's vars)."""
         source = (ROLES / role / "templates" / template).read_text()
-        return self.env.from_string(source).render({**self.context_for(source), **extra})
+        return self.env.from_string(source).render({**self.context_for(source, extra), **extra})
 
 
 # ---------------------------------------------------------------- kube_packages: the pkgs.k8s.io repository line
