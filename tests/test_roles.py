@@ -321,6 +321,27 @@ def test_os_prep_refuses_other_systems_by_name(tmp_path: Path) -> None:
     assert "changed=0" in out
 
 
+@pytest.mark.parametrize(("role", "variable", "expected"), [
+    ("containerd", "containerd_source", "use distro, release or artifacts"),
+    ("kube_packages", "kube_packages_source", "use repo or artifacts"),
+])
+def test_an_unknown_source_is_refused_by_name_before_any_change(tmp_path: Path, role: str, variable: str,
+                                                                 expected: str) -> None:
+    """The refusal sits inside the role's one include (a re-run pays per task): it must still come before any
+    change, name the host and the value, and say what to use."""
+    playbook = tmp_path / "refusal.yml"
+    playbook.write_text(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n"
+        f"    - ansible.builtin.include_role: {{name: {role}}}\n      vars: {{{variable}: tarball}}\n")
+    proc = subprocess.run([sys.executable, "-m", "ansible.cli.playbook", "-i", "odd-node,", "-c", "local",
+                           "-e", f"ansible_python_interpreter={sys.executable}", str(playbook)],
+                          capture_output=True, text=True, env=ansible_env(), timeout=120, check=False)
+    out = " ".join(proc.stdout.split())
+    assert proc.returncode == 2, out
+    assert f"odd-node: {variable} is 'tarball'; {expected}" in out
+    assert "changed=0" in out
+
+
 # ---------------------------------------------------------------- molecule
 
 
