@@ -303,18 +303,24 @@ def test_playbooks_target_the_inventory_groups(playbook: str, hosts: str, role: 
     assert "!all" in play["gather_subset"]  # facts are gathered minimally
 
 
+def run_tasks_locally(tmp_path: Path, host: str, tasks: str) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Run a play of these tasks on this machine under a host name (the roles' refusals only read it); returns the
+    process and its output on one line."""
+    playbook = tmp_path / "refusal.yml"
+    playbook.write_text("- hosts: all\n  gather_facts: false\n  tasks:\n" + tasks)
+    proc = subprocess.run([sys.executable, "-m", "ansible.cli.playbook", "-i", f"{host},", "-c", "local",
+                           "-e", f"ansible_python_interpreter={sys.executable}", str(playbook)],
+                          capture_output=True, text=True, env=ansible_env(), timeout=120, check=False)
+    return proc, " ".join(proc.stdout.split())
+
+
 def test_os_prep_refuses_other_systems_by_name(tmp_path: Path) -> None:
     """The OS check runs before any change: a CentOS host is refused with the host, the OS and the fix."""
-    playbook = tmp_path / "refusal.yml"
-    playbook.write_text(
-        "- hosts: all\n  gather_facts: false\n  tasks:\n"
+    proc, out = run_tasks_locally(
+        tmp_path, "centos-node",
         "    - ansible.builtin.set_fact: {distribution: CentOS, distribution_version: '9', os_family: RedHat,"
         " virtualization_type: kvm, cacheable: true}\n"
         "    - ansible.builtin.include_role: {name: os_prep}\n")
-    proc = subprocess.run([sys.executable, "-m", "ansible.cli.playbook", "-i", "centos-node,", "-c", "local",
-                           "-e", f"ansible_python_interpreter={sys.executable}", str(playbook)],
-                          capture_output=True, text=True, env=ansible_env(), timeout=120, check=False)
-    out = " ".join(proc.stdout.split())
     assert proc.returncode == 2, out
     assert "centos-node runs CentOS 9 (OS family RedHat)" in out
     assert "os_prep supports Debian and Ubuntu only" in out
@@ -329,14 +335,8 @@ def test_an_unknown_source_is_refused_by_name_before_any_change(tmp_path: Path, 
                                                                  expected: str) -> None:
     """The refusal sits inside the role's one include (a re-run pays per task): it must still come before any
     change, name the host and the value, and say what to use."""
-    playbook = tmp_path / "refusal.yml"
-    playbook.write_text(
-        "- hosts: all\n  gather_facts: false\n  tasks:\n"
-        f"    - ansible.builtin.include_role: {{name: {role}}}\n      vars: {{{variable}: tarball}}\n")
-    proc = subprocess.run([sys.executable, "-m", "ansible.cli.playbook", "-i", "odd-node,", "-c", "local",
-                           "-e", f"ansible_python_interpreter={sys.executable}", str(playbook)],
-                          capture_output=True, text=True, env=ansible_env(), timeout=120, check=False)
-    out = " ".join(proc.stdout.split())
+    proc, out = run_tasks_locally(
+        tmp_path, "odd-node", f"    - ansible.builtin.include_role: {{name: {role}}}\n      vars: {{{variable}: tarball}}\n")
     assert proc.returncode == 2, out
     assert f"odd-node: {variable} is 'tarball'; {expected}" in out
     assert "changed=0" in out
