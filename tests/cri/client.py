@@ -30,9 +30,12 @@ SOCKET = "/run/containerd/containerd.sock"
 
 
 def stubs() -> tuple[types.ModuleType, types.ModuleType]:
-    """api_pb2 and api_pb2_grpc, generated once per api.proto version into the test cache."""
+    """api_pb2 and api_pb2_grpc, generated once per api.proto version and grpcio-tools version into the test cache
+    (grpcio refuses stubs that a newer grpcio-tools generated)."""
+    from importlib.metadata import version
+
     root = debian.unpacked("sid", "golang-k8s-cri-api-dev")
-    out = debian.CACHE / "cri-stubs" / root.name
+    out = debian.CACHE / "cri-stubs" / f"{root.name}-grpcio-tools-{version('grpcio-tools')}"
     if not (out / "api_pb2_grpc.py").exists():
         out.mkdir(parents=True, exist_ok=True)
         proto = root / PROTO
