@@ -300,14 +300,7 @@ def test_a_containerd_restart_keeps_the_pods_running(lane: Lane) -> None:
     before = {pod.id: pause_pid(pod) for pod in (lane.web, late)}
     assert all(pid.isdigit() and pid != "0" for pid in before.values()), before
     cri.sh("systemctl restart containerd")
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            states = [cri.container_status(c).status.state for c in (lane.web_container, late_container)]
-            break
-        except grpc.RpcError:  # the socket is back after a moment
-            assert time.monotonic() < deadline, "containerd did not come back"
-            time.sleep(1)
+    states = cri.when_back(lambda: [cri.container_status(c).status.state for c in (lane.web_container, late_container)])
     assert states == [cri.pb.CONTAINER_RUNNING] * 2
     first_sandbox_lost = lane.line == "1.7" and cri.sh("stat -fc %T /sys/fs/cgroup").strip() != "cgroup2fs"
     for pod in (late,) if first_sandbox_lost else (lane.web, late):
@@ -322,9 +315,9 @@ def test_a_containerd_restart_keeps_the_pods_running(lane: Lane) -> None:
 
 
 def test_node_reset_removes_the_pods_their_network_and_their_cgroups(lane: Lane) -> None:
-    day2.reset(lane.cluster, lane.state_dir, lambda _: None)
+    day2.reset(lane.cluster, lane.state_dir, lambda _: None)  # it restarts containerd
     for cri in (lane.a, lane.b):
-        assert cri.pods() == [] and cri.containers() == [], f"{cri.node}: CRI still lists pods or containers"
+        assert cri.when_back(cri.pods) == [] and cri.containers() == [], f"{cri.node}: CRI still lists pods or containers"
         leftovers = cri.sh("ip netns list | grep cni- ; ip -o link | grep -E 'cni0|veth' ; "
                            "ls /var/lib/cni 2>/dev/null; pgrep containerd-shim; "
                            "systemctl list-units --no-legend 'kubepods*' 'cri-containerd-*'", check=False)

@@ -17,13 +17,17 @@ from __future__ import annotations
 import importlib
 import subprocess
 import sys
+import time
 import types
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tests.cri import debian
+
+T = TypeVar("T")
 
 PROTO = "usr/share/gocode/src/k8s.io/cri-api/pkg/apis/runtime/v1/api.proto"
 SOCKET = "/run/containerd/containerd.sock"
@@ -99,6 +103,19 @@ class Cri:
 
     def close(self) -> None:
         self.channel.close()
+
+    def when_back(self, read: Callable[[], T], timeout: float = 60) -> T:
+        """read() once containerd answers again after a restart: the channel's first call fails on the connection
+        the restart closed, and the socket is back after a moment."""
+        import grpc
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return read()
+            except grpc.RpcError:
+                assert time.monotonic() < deadline, f"{self.node}: containerd did not come back"
+                time.sleep(1)
 
     # ---------------------------------------------------------------- pods
 
