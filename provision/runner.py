@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -145,6 +146,7 @@ class _Collector:
         self.last_failure: dict[str, tuple[str, HostFailure]] = {}  # host -> (step, its latest failure)
         self.stats_failed: set[str] | None = None  # failed or unreachable hosts, from Ansible's closing stats
         self.begun: set[str] = set()
+        self.censored_items_changed: set[tuple[str, str]] = set()  # (host, task uuid) of no_log loops
 
     def _start(self, name: str) -> RunResult:
         result = RunResult(playbook=name, ok=False, status="")
@@ -158,6 +160,7 @@ class _Collector:
         host = data.get("host", "")
         task = str(data.get("task", ""))
         play = str(data.get("play", ""))
+        self._restore_censored_changed(kind, data, str(event.get("stdout", "")))
         if play.startswith(MARKER):  # the step boundaries themselves: neither work nor progress
             step = play[len(MARKER):]
             if kind == "runner_on_ok" and task.endswith(MARKER_BEGINS) and step not in self.begun:
@@ -185,13 +188,27 @@ class _Collector:
                 self.last_failure[host] = (result.playbook, failure)
             self.last[host] = (result.playbook, failure)
         if kind == "runner_on_ok" and data.get("res", {}).get("changed"):
-            result.changed_tasks.append((host, task))  # `changed` survives no_log (Ansible keeps it)
+            result.changed_tasks.append((host, task))
             result.changed[host] = result.changed.get(host, 0) + 1
         if kind == "playbook_on_stats":
             self.stats_failed = set(data.get("failures", {})) | set(data.get("dark", {}))
         if self.progress is not None:
             self.progress(kind, data)
         return True
+
+    def _restore_censored_changed(self, kind: str, data: dict[str, Any], stdout: str) -> None:
+        """ansible-runner's event callback replaces a no_log task's whole result with {"censored": ...}, dropping
+        the `changed` Ansible keeps (ansible_runner/display_callback/callback/awx_display.py, capture_event_data);
+        Ansible's own display line for the event still says it: `changed: [host]`, per item in a loop."""
+        res = data.get("res")
+        if not isinstance(res, dict) or "censored" not in res or "changed" in res:
+            return
+        key = (str(data.get("host", "")), str(data.get("task_uuid", "")))
+        said = ANSI.sub("", stdout).lstrip().startswith("changed:")
+        if kind == "runner_item_on_ok" and said:
+            self.censored_items_changed.add(key)
+        elif kind == "runner_on_ok":
+            res["changed"] = said or key in self.censored_items_changed
 
     def finish(self, status: str, stdout_tail: str) -> list[RunResult]:
         # A host whose failure a block's rescue handled goes on running tasks, and so does one whose failure is
@@ -218,6 +235,7 @@ class _Collector:
 
 MARKER = "provision step "
 MARKER_BEGINS = ": begins"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def steps_playbook(steps: list[tuple[str, str]]) -> list[dict[str, Any]]:

@@ -80,3 +80,31 @@ def test_a_failure_is_reported_after_a_rescue_and_always_tasks(tmp_path: Path) -
 
     assert [(f.host, f.task, f.message) for f in results[0].failures] == [("b", "Explain", "explained on b")]
     assert sorted(p.name for p in tmp_path.glob("cleaned-*")) == ["cleaned-a", "cleaned-b"]
+
+
+def test_a_change_under_no_log_is_counted(tmp_path: Path) -> None:
+    """ansible-runner hides a no_log task's whole result, `changed` too: the count of changes (what a second run's
+    "0 changes" rests on) must still see it, per task and per loop, and not count the no_log task that changed
+    nothing."""
+    state = tmp_path / "state"
+    (state / "inventory").mkdir(parents=True)
+    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    (state / "inventory" / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": {"a": dict(local)}}}))
+    play = tmp_path / "play.yml"
+    play.write_text(yaml.safe_dump([{
+        "hosts": "all", "gather_facts": False,
+        "tasks": [
+            {"name": "Change, hidden", "ansible.builtin.command": "true", "no_log": True},
+            {"name": "Change one item, hidden", "ansible.builtin.command": "true", "no_log": True,
+             "loop": [1, 2], "changed_when": "item == 2"},
+            {"name": "Change nothing, hidden", "ansible.builtin.command": "true", "no_log": True,
+             "changed_when": False},
+            {"name": "Change nothing in a loop, hidden", "ansible.builtin.command": "true", "no_log": True,
+             "loop": [1, 2], "changed_when": False},
+        ]}]))
+
+    results = runner.run_steps(state, [("play", str(play))], 1)
+
+    assert results[0].ok
+    assert results[0].changed_tasks == [("a", "Change, hidden"), ("a", "Change one item, hidden")]
+    assert results[0].changed == {"a": 2}
