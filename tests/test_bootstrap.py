@@ -265,6 +265,29 @@ def check_external_etcd_certificates(path: Path, env: dict[str, str], topo: topo
         assert "apiserver" in names and not names & {"etcd-server", "etcd-ca", "apiserver-etcd-client"}, names
 
 
+def check_init_mends_what_differs(path: Path, env: dict[str, str], topo: topology.Topology, state: Path) -> None:
+    """kubeadm_init's re-run is one probe and a skipped include where everything matches: a kubeadm configuration
+    changed on the node, then a kubeconfig copy opened up on the control node, are each found and mended, and
+    init does not run again."""
+    first = topo.groups["first_control_plane"][0]
+    config = "/etc/kubernetes/kubeadm-config.yaml"
+    written = docker_out("exec", first, "sha256sum", config).split()[0]
+    kubeconfig = state / "kubeconfig"
+    before = len(records(first))
+    for breakage in ("config", "kubeconfig"):
+        if breakage == "config":
+            docker_out("exec", first, "sh", "-c", f"echo '# edited' >> {config}")
+        else:
+            kubeconfig.chmod(0o644)
+        again = provision("up", "-f", str(path), "--skip", "verify", env=env)
+        assert again.returncode == 0, again.stderr[-3000:]
+        init_row = [line for line in again.stdout.splitlines() if line.startswith("kubeadm init")]
+        assert re.search(r"ok, [1-9]\d* change", "".join(init_row)), (breakage, init_row)
+        assert docker_out("exec", first, "sha256sum", config).split()[0] == written, breakage
+        assert oct(kubeconfig.stat().st_mode & 0o777) == "0o600", breakage
+    assert not [r for r in records(first)[before:] if r["argv"][:1] == ["init"]], "init re-ran"
+
+
 @pytest.mark.parametrize("sample", SAMPLES)
 def test_up_end_to_end(sample: str, need_nodes: None, artifacts: Path, tmp_path: Path) -> None:
     path = sample_spec(sample, tmp_path, artifacts)
@@ -293,6 +316,8 @@ def test_up_end_to_end(sample: str, need_nodes: None, artifacts: Path, tmp_path:
         changed = re.findall(r"ok, (\d+) change", again.stdout)
         assert changed and all(c == "0" for c in changed), again.stdout
         scan_for_secrets(secrets_of(topo, state), outputs, state, topo)
+        if sample == "all-in-one":
+            check_init_mends_what_differs(path, env, topo, state)
         if topo.groups["external_etcd"]:
             check_external_etcd_certificates(path, env, topo)
             if len(topo.groups["external_etcd"]) > 1:
