@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from provision.spec import ClusterSpec, VagrantSpec
 from provision.topology import Topology
 
 
@@ -16,6 +17,15 @@ class Step:
     playbook: str | None = None  # under playbooks/
 
 
+def vagrant_machines(spec: ClusterSpec) -> str:
+    """Vagrant's provider, and for libvirt how the CPU runs: kvm, or qemu's emulation (3-30x slower)."""
+    settings = spec.provider.vagrant or VagrantSpec()
+    if settings.backend != "libvirt":
+        return f"provider {settings.backend}"
+    how = "hardware virtualization" if settings.driver == "kvm" else "emulated CPU, no KVM"
+    return f"provider libvirt, driver {settings.driver} ({how})"
+
+
 def steps_for(topo: Topology) -> list[Step]:
     spec = topo.cluster.spec
     g = topo.groups
@@ -26,8 +36,7 @@ def steps_for(topo: Topology) -> list[Step]:
         out.append(Step("machines", "create machines", "local",
                         f"{n} systemd container node(s) on Docker network {spec.name} ({topo.node_cidr})"))
     elif provider == "vagrant":
-        backend = spec.provider.vagrant.backend if spec.provider.vagrant else "libvirt"
-        out.append(Step("machines", "create machines", "local", f"vagrant up: {n} machine(s), provider {backend}"))
+        out.append(Step("machines", "create machines", "local", f"vagrant up: {n} machine(s), {vagrant_machines(spec)}"))
     else:
         out.append(Step("machines", "check existing hosts", "local",
                         f"{n} host(s) over SSH; every unreachable host is named before any role runs"))

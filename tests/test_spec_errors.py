@@ -83,6 +83,16 @@ CASES: list[tuple[str, str, str]] = [
     ("ca-without-registry", BASE + "artifacts: {mode: offline, dir: a, caFile: ca.pem}\n", "artifacts.caFile"),
     ("auth-without-registry", BASE + "artifacts: {mode: offline, dir: a, authFile: auth.json}\n",
      "artifacts.authFile"),
+    # vagrant-libvirt's settings: a driver it knows, on libvirt only; a management network of its own
+    ("vagrant-driver-unknown", BASE + "provider: {type: vagrant, vagrant: {driver: xen}}\n", "provider.vagrant.driver"),
+    ("vagrant-driver-virtualbox", BASE + "provider: {type: vagrant, vagrant: {backend: virtualbox, driver: qemu}}\n",
+     "provider.vagrant.driver"),
+    ("vagrant-disk-too-small", BASE + "provider: {type: vagrant, vagrant: {diskGiB: 1}}\n", "provider.vagrant.diskGiB"),
+    ("vagrant-mgmt-default", BASE + "provider: {type: vagrant, vagrant: {managementNetwork: {name: default}}}\n",
+     "provider.vagrant.managementNetwork.name"),
+    ("vagrant-mgmt-overlaps-nodes", BASE + "networking: {nodeCIDR: 192.168.121.0/25}\n"
+     "provider: {type: vagrant, vagrant: {managementNetwork: {cidr: 192.168.121.0/24}}}\n",
+     "provider.vagrant.managementNetwork.cidr"),
     # containerd below the Kubernetes minor's floor (containerd RELEASES.md): Debian 12's package on docker nodes,
     # an old upstream release
     ("containerd-distro-below-floor", BASE + "containerRuntime: {source: distro}\n", "containerRuntime.source"),

@@ -18,13 +18,20 @@ from provision.cli import main
 from provision.errors import UserError
 from provision.providers import for_topology
 from provision.providers.docker_engine import NODE_IMAGE
-from provision.providers.vagrant import VagrantProvider, _first_paragraph, _split_ssh_config, render_machines
+from provision.providers.vagrant import (
+    VagrantProvider,
+    _first_paragraph,
+    _split_ssh_config,
+    kvm_problem,
+    render_machines,
+)
 
 DOCKER = "/usr/bin/docker" if os.access("/usr/bin/docker", os.X_OK) else shutil.which("docker")
 VAGRANT = shutil.which("vagrant")
 
 
-def write_spec(tmp_path: Path, name: str, backend: str, workers: int = 1, node_cidr: str | None = None) -> Path:
+def write_spec(tmp_path: Path, name: str, backend: str, workers: int = 1, node_cidr: str | None = None,
+               extra: str = "") -> Path:
     net = f"\nnetworking: {{nodeCIDR: {node_cidr}}}" if node_cidr else ""
     path = tmp_path / f"{name}.yaml"
     path.write_text(f"""\
@@ -34,7 +41,7 @@ name: {name}
 topology: single-master
 provider:
   type: vagrant
-  vagrant: {{backend: {backend}, cpus: 2, memoryMiB: 2048}}
+  vagrant: {{backend: {backend}, cpus: 2, memoryMiB: 2048{extra}}}
 nodes: {{controlPlanes: 1, workers: {workers}}}{net}
 """)
     return path
@@ -52,9 +59,23 @@ def test_plan_with_provider_vagrant(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["plan", "-f", str(path), "--render-to", str(tmp_path / "out")]) == 0
     text = capsys.readouterr().out
     assert "provider vagrant" in text
-    assert "vagrant up" in text and "3 machine(s)" in text and "provider libvirt" in text
+    assert "vagrant up" in text and "3 machine(s)" in text and "provider libvirt, driver kvm" in text
     assert "vplan-cp1" in text and "vplan-w2" in text
     assert (tmp_path / "out" / "inventory" / "hosts.yml").is_file()
+    emulated = write_spec(tmp_path, "vqemu", "libvirt", extra=", driver: qemu")
+    assert main(["plan", "-f", str(emulated)]) == 0
+    assert "provider libvirt, driver qemu (emulated CPU, no KVM)" in capsys.readouterr().out
+
+
+def test_kvm_is_refused_where_it_cannot_run_a_guest(tmp_path: Path) -> None:
+    """/dev/kvm is not enough: without the CPU's vmx or svm a guest hangs at boot (this project's CI machine)."""
+    dev, cpuinfo = tmp_path / "kvm", tmp_path / "cpuinfo"
+    assert "is missing" in (kvm_problem(str(dev), str(cpuinfo)) or "")
+    dev.write_text("")
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 hypervisor\n")
+    assert "neither vmx nor svm" in (kvm_problem(str(dev), str(cpuinfo)) or "")
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu vmx sse2\n")
+    assert kvm_problem(str(dev), str(cpuinfo)) is None
 
 
 def test_for_topology_picks_the_vagrant_provider(tmp_path: Path) -> None:
@@ -79,6 +100,12 @@ def test_machine_list_is_complete_and_deterministic(tmp_path: Path) -> None:
     retired = json.loads(render_machines(topo, key, ["vlist-w9"]))["nodes"][-1]
     assert retired == {"name": "vlist-w9", "roles": [], "address": None, "cpus": 2, "memory": 2048,
                        "retired": True}
+    assert data["libvirt"] == {"driver": "kvm", "disk_gib": None,
+                               "management_network": {"name": "vagrant-libvirt", "cidr": "192.168.121.0/24"}}
+    emulated = load(write_spec(tmp_path, "vemu", "libvirt", extra=", driver: qemu, diskGiB: 30, "
+                               "managementNetwork: {name: vemu-mgmt, cidr: 192.168.131.0/24}"))
+    assert json.loads(render_machines(emulated, key))["libvirt"] == {
+        "driver": "qemu", "disk_gib": 30, "management_network": {"name": "vemu-mgmt", "cidr": "192.168.131.0/24"}}
 
 
 def test_ssh_config_of_several_machines_splits_per_host() -> None:
@@ -135,7 +162,9 @@ def test_vagrantfile_validates(backend: str, tmp_path: Path) -> None:
     if backend == "libvirt" and "vagrant-libvirt" not in subprocess.run(
             ["vagrant", "plugin", "list"], capture_output=True, text=True, check=False).stdout:
         pytest.skip("Vagrant's libvirt provider is not installed (apt-get install vagrant-libvirt)")
-    topo = load(write_spec(tmp_path, f"v{backend[:4]}", backend, workers=2, node_cidr="192.168.56.0/24"))
+    libvirt = ", driver: qemu, diskGiB: 30, managementNetwork: {name: vlibv-mgmt, cidr: 192.168.131.0/24}"
+    topo = load(write_spec(tmp_path, f"v{backend[:4]}", backend, workers=2, node_cidr="192.168.56.0/24",
+                           extra=libvirt if backend == "libvirt" else ""))
     provider = VagrantProvider(topo, tmp_path / "state")
     ssh.ensure_key(provider.key)
     provider.render()

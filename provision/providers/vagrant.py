@@ -32,7 +32,7 @@ from provision import paths, ssh
 from provision.errors import UserError
 from provision.inventory import Connection
 from provision.providers.docker_engine import NODE_IMAGE, docker, docker_binary, require_engine, require_image
-from provision.spec import VagrantSpec
+from provision.spec import ManagementNetworkSpec, VagrantSpec
 from provision.topology import Topology
 
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key.pub"
@@ -236,12 +236,29 @@ class VagrantProvider:
             if not (Path("/run/libvirt/libvirt-sock").exists() or Path("/var/run/libvirt/libvirt-sock").exists()):
                 raise UserError("libvirt is not running: apt-get install libvirt-daemon-system qemu-system-x86 "
                                 "and start it (systemctl start libvirtd), or use backend docker")
-            if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-                raise UserError("no usable /dev/kvm for libvirt VMs: enable virtualization (or join group kvm), "
-                                "or use provider.vagrant.backend: docker")
+            if self.settings.driver == "kvm" and (found := kvm_problem()):
+                raise UserError(f"provider.vagrant.driver is kvm, but {found}: set provider.vagrant.driver: qemu "
+                                "(QEMU emulates the CPU: 3-30x slower), or use provider.vagrant.backend: docker")
         elif shutil.which("VBoxManage") is None:
             raise UserError("VirtualBox is not installed (no VBoxManage): install it, "
                             "or use provider.vagrant.backend: libvirt or docker")
+
+
+def kvm_problem(dev: str = "/dev/kvm", cpuinfo: str = "/proc/cpuinfo") -> str | None:
+    """Why KVM cannot run a guest here, or None. /dev/kvm alone is not enough: a sandbox may offer it without the
+    CPU's virtualization extensions (vmx, svm), where a Linux guest hangs at boot (seen on this project's CI)."""
+    if not os.path.exists(dev):
+        return f"{dev} is missing (virtualization off in the firmware, or the kvm module not loaded)"
+    if not os.access(dev, os.R_OK | os.W_OK):
+        return f"{dev} is not readable and writable by this user (join group kvm)"
+    try:
+        with open(cpuinfo) as f:
+            flags = {word for line in f if line.startswith("flags") for word in line.split(":", 1)[1].split()}
+    except OSError:
+        return None  # nothing to judge by: let libvirt say
+    if not flags & {"vmx", "svm"}:
+        return f"the CPU lists neither vmx nor svm in {cpuinfo}, so {dev} cannot boot a guest"
+    return None
 
 
 _NO_VAGRANT = ("vagrant is not installed: apt-get install vagrant (Debian/Ubuntu), "
@@ -263,6 +280,9 @@ def render_machines(topo: Topology, key: Path, retired: list[str] | None = None)
         cluster_name=topo.cluster.name,
         backend=settings.backend,
         box=settings.box,
+        driver=settings.driver,
+        disk_gib=settings.disk_gib,
+        management_network=(settings.management_network or ManagementNetworkSpec()).model_dump(),
         node_image=NODE_IMAGE,
         network_name=f"provision-{topo.cluster.name}",
         node_cidr=str(net),

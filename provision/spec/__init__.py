@@ -18,6 +18,7 @@ from provision.spec.models import (
                                        NODE_ROLES,
                                        TOPOLOGIES,
                                        ClusterSpec,
+                                       ManagementNetworkSpec,
                                        VagrantSpec,
                                        default_node_cidr,
                                        vagrant_backend,
@@ -28,6 +29,6 @@ from provision.spec.reading import field_name, load_spec, load_text, parse_yaml
 from provision.spec.rules import check, containerd_source, role_counts
 
 __all__ = ["API_SERVER_PORT", "API_VERSION", "CNIS", "LEGACY_CNIS", "NODE_ROLES", "PRESETS", "TOPOLOGIES", "Cluster",
-           "ClusterSpec", "Problem", "SpecError", "VagrantSpec", "apply_preset", "check", "containerd_source",
+           "ClusterSpec", "ManagementNetworkSpec", "Problem", "SpecError", "VagrantSpec", "apply_preset", "check", "containerd_source",
            "default_node_cidr", "field_name", "load_spec", "load_text", "parse_yaml", "printable", "role_counts",
            "shown", "vagrant_backend", "warnings_for"]

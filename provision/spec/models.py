@@ -23,7 +23,7 @@ API_SERVER_PORT = 6443  # where kubeadm's API servers listen (InitConfiguration'
 
 
 def _alias(name: str) -> str:
-    return to_camel(name).replace("Cidr", "CIDR").replace("Mib", "MiB").replace("Cni", "CNI")
+    return to_camel(name).replace("Cidr", "CIDR").replace("Mib", "MiB").replace("Gib", "GiB").replace("Cni", "CNI")
 
 
 class _Model(BaseModel):
@@ -34,11 +34,22 @@ class KubernetesSpec(_Model):
     version: str = versions.DEFAULT_KUBERNETES_MINOR
 
 
+class ManagementNetworkSpec(_Model):
+    """libvirt only: the NAT network Vagrant reaches each VM on (vagrant-libvirt's own defaults; never the
+    machine's `default` network)."""
+    name: str = "vagrant-libvirt"
+    cidr: str = "192.168.121.0/24"
+
+
 class VagrantSpec(_Model):
     backend: Literal["libvirt", "virtualbox", "docker"] = "libvirt"
     box: str = "debian/bookworm64"
+    # libvirt only: kvm (hardware virtualization) or qemu (software emulation, where /dev/kvm cannot run a guest)
+    driver: Literal["kvm", "qemu"] = "kvm"
     cpus: int = Field(2, ge=1, le=64)
     memory_mib: int = Field(2048, ge=512, le=262144)
+    disk_gib: int | None = Field(None, ge=4, le=4096)  # libvirt only: the root disk grown to this; None: the box's
+    management_network: ManagementNetworkSpec | None = None  # libvirt only
 
 
 class SSHTarget(_Model):

@@ -52,6 +52,8 @@ RULES_ON_FITTING_MACHINES: tuple[Rule, ...] = (
     machines.refuse_an_invalid_host_entry,
     machines.refuse_two_hosts_with_one_name_or_address,
     machines.refuse_load_balancer_on_api_server_port,
+    machines.refuse_libvirt_settings_on_another_backend,
+    machines.refuse_an_unusable_management_network,
     topology.refuse_a_cluster_without_a_control_plane,
     etcd.refuse_an_external_etcd_without_an_odd_member_count,
     etcd.refuse_etcd_nodes_for_stacked_etcd,

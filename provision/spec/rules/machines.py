@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from provision.spec.models import API_SERVER_PORT
 from provision.spec.problems import Problem, shown
 from provision.spec.rules.base import DNS_LABEL, MACHINES, POSIX_USER, Add, Judged, is_address, rule
+from provision.spec.rules.networking import default_node_network, network_problem, networks
 
 
 @rule(*MACHINES)
@@ -82,3 +85,41 @@ def refuse_load_balancer_on_api_server_port(j: Judged, add: Add) -> None:
             add(Problem(f"hosts[{i}].roles", f"{host.name} is a control plane and a load balancer: haproxy "
                         f"would take port {API_SERVER_PORT}, where its API server listens",
                         "set endpoint.port to another port (e.g. 8443), or put the load balancer on its own host"))
+
+
+@rule("provider")
+def refuse_libvirt_settings_on_another_backend(j: Judged, add: Add) -> None:
+    """driver, diskGiB and managementNetwork are vagrant-libvirt's: another backend would ignore them silently."""
+    vagrant = j.spec.provider.vagrant
+    if vagrant is None or vagrant.backend == "libvirt":
+        return
+    given = {"driver": "driver" in vagrant.model_fields_set, "diskGiB": vagrant.disk_gib is not None,
+             "managementNetwork": vagrant.management_network is not None}
+    for key, set_here in given.items():
+        if set_here:
+            add(Problem(f"provider.vagrant.{key}", f"a libvirt setting, but the backend is {vagrant.backend}",
+                        f"remove {key}, or set provider.vagrant.backend: libvirt"))
+
+
+@rule("provider", "networking")
+def refuse_an_unusable_management_network(j: Judged, add: Add) -> None:
+    """vagrant-libvirt makes (or reuses) the management network by name: one CIDR per name, apart from the nodes'."""
+    vagrant = j.spec.provider.vagrant
+    mgmt = vagrant.management_network if vagrant else None
+    if mgmt is None:
+        return
+    if not DNS_LABEL.match(mgmt.name) or mgmt.name == "default":
+        add(Problem("provider.vagrant.managementNetwork.name", f"{shown(mgmt.name)} cannot name the management "
+                    "network", "use lowercase letters, digits and '-', not 'default' (the machine's own network)"))
+    problem = network_problem(mgmt.cidr, "provider.vagrant.managementNetwork.cidr")
+    if problem is not None:
+        add(problem)
+        return
+    net = ipaddress.IPv4Network(mgmt.cidr)
+    if not 16 <= net.prefixlen <= 29:
+        add(Problem("provider.vagrant.managementNetwork.cidr", f"{net} is a /{net.prefixlen}",
+                    "use a /16 to /29, e.g. 192.168.121.0/24"))
+    nodes = networks(j.spec).get("networking.nodeCIDR") or default_node_network(j.spec)
+    if nodes is not None and net.overlaps(nodes):
+        add(Problem("provider.vagrant.managementNetwork.cidr", f"{net} overlaps the nodes' network {nodes}",
+                    "pick a range apart from networking.nodeCIDR"))
