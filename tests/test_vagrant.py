@@ -67,6 +67,19 @@ def test_plan_with_provider_vagrant(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "provider libvirt, driver qemu (emulated CPU, no KVM)" in capsys.readouterr().out
 
 
+def test_the_vm_box_build_names_what_is_missing_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without its tools the build stops before anything runs, naming the packages; the cache key follows the
+    recipe and Vagrant's key."""
+    from provision.providers import vm_box
+
+    monkeypatch.setattr(vm_box.shutil, "which", lambda tool: None if tool in ("mmdebstrap", "qemu-img") else tool)
+    monkeypatch.setattr(vm_box.os, "geteuid", lambda: 0)
+    with pytest.raises(UserError, match=r"^building the VM box needs mmdebstrap, qemu-utils.*: apt-get install "
+                                        r"mmdebstrap qemu-utils"):
+        vm_box.build_box(lambda line: None)
+    assert vm_box.recipe_digest("ssh-ed25519 A") != vm_box.recipe_digest("ssh-ed25519 B")
+
+
 def test_kvm_is_refused_where_it_cannot_run_a_guest(tmp_path: Path) -> None:
     """/dev/kvm is not enough: without the CPU's vmx or svm a guest hangs at boot (this project's CI machine)."""
     dev, cpuinfo = tmp_path / "kvm", tmp_path / "cpuinfo"

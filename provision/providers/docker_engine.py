@@ -136,7 +136,7 @@ def lacks_cap_sys_resource() -> bool:
     return False
 
 
-def _apt_install(packages: list[str], say: Callable[[str], None]) -> None:
+def apt_install(packages: list[str], say: Callable[[str], None]) -> None:
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise UserError(f"{', '.join(packages)} missing; install them (apt-get install {' '.join(packages)})")
     say(f"installing {' '.join(packages)} from the distribution")
@@ -154,7 +154,7 @@ def ensure_engine(say: Callable[[str], None]) -> None:
     if engine_running():
         return
     if shutil.which("dockerd") is None:
-        _apt_install(["docker.io"], say)
+        apt_install(["docker.io"], say)
     if engine_running():
         return
     if os.geteuid() != 0:
@@ -219,7 +219,7 @@ def build_image(say: Callable[[str], None], tag: str = NODE_IMAGE, force: bool =
         if not install_tools:
             raise UserError("no registry reachable and mmdebstrap is missing: install it (apt-get install "
                             "mmdebstrap) or pass --install-engine")
-        _apt_install(["mmdebstrap"], say)
+        apt_install(["mmdebstrap"], say)
     say("no registry reachable: building the node image from Debian's mirror with mmdebstrap (a few minutes)")
     _build_with_mmdebstrap(tag)
     docker("tag", tag, NODE_IMAGE_ALIAS)
