@@ -270,6 +270,11 @@ def test_containerd_refuses_a_distribution_package_below_the_floor(
     ({"preflight_architectures": ["s390x"], "preflight_minimums": {"control-plane": {"cpus": 64, "memory_mib": 1},
                                                                    "worker": {"cpus": 1, "memory_mib": 1}}},
      ["is x86_64; supported: s390x", "(control-plane) has", "needs 64 CPU(s)"]),
+    # the spec's kubernetes.ignorePreflightErrors: NumCPU lifts the CPU minimum (any case), Mem does not
+    ({"preflight_minimums": {"control-plane": {"cpus": 64, "memory_mib": 1}, "worker": {"cpus": 1, "memory_mib": 1}},
+      "kubeadm_ignore_preflight_errors": ["numcpu"]}, []),
+    ({"preflight_minimums": {"control-plane": {"cpus": 64, "memory_mib": 1}, "worker": {"cpus": 1, "memory_mib": 1}},
+      "kubeadm_ignore_preflight_errors": ["Mem"]}, ["needs 64 CPU(s)"]),
 ])
 def test_preflight_names_every_problem_of_a_host_in_one_check(extra: dict[str, Any], refused: list[str]) -> None:
     """preflight.yml on this machine (x86_64 Debian 12, 2 CPUs): one assert per host, naming each problem."""

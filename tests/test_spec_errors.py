@@ -83,6 +83,10 @@ CASES: list[tuple[str, str, str]] = [
     ("ca-without-registry", BASE + "artifacts: {mode: offline, dir: a, caFile: ca.pem}\n", "artifacts.caFile"),
     ("auth-without-registry", BASE + "artifacts: {mode: offline, dir: a, authFile: auth.json}\n",
      "artifacts.authFile"),
+    ("preflight-all-and-one", BASE + "kubernetes: {ignorePreflightErrors: [all, NumCPU]}\n",
+     "kubernetes.ignorePreflightErrors"),
+    ("preflight-not-a-name", BASE + "kubernetes: {ignorePreflightErrors: ['Num CPU']}\n",
+     "kubernetes.ignorePreflightErrors[0]"),
     # vagrant-libvirt's settings: a driver it knows, on libvirt only; a management network of its own
     ("vagrant-driver-unknown", BASE + "provider: {type: vagrant, vagrant: {driver: xen}}\n", "provider.vagrant.driver"),
     ("vagrant-driver-virtualbox", BASE + "provider: {type: vagrant, vagrant: {backend: virtualbox, driver: qemu}}\n",

@@ -32,6 +32,9 @@ class _Model(BaseModel):
 
 class KubernetesSpec(_Model):
     version: str = versions.DEFAULT_KUBERNETES_MINOR
+    # kubeadm's preflight checks whose errors are warnings (its --ignore-preflight-errors), e.g. NumCPU on a
+    # 1-CPU control plane; provision's own preflight follows NumCPU and Mem
+    ignore_preflight_errors: list[str] = Field(default_factory=list)
 
 
 class ManagementNetworkSpec(_Model):

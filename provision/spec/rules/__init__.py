@@ -41,6 +41,7 @@ FIRST_RULES: tuple[Rule, ...] = (
     runtime.refuse_an_unsupported_kubernetes_version,
     etcd.refuse_a_malformed_etcd_version,
     runtime.refuse_a_malformed_containerd_version,
+    runtime.refuse_a_malformed_preflight_check_name,
     names.refuse_templates_in_paths,
 )
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 from provision import versions
 from provision.spec.models import ClusterSpec, VagrantSpec
 from provision.spec.problems import Problem, shown
 from provision.spec.rules.base import PATCH_VERSION, VERSION, Add, Judged, rule
+
+PREFLIGHT_CHECK = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,62}\Z")
 
 
 @rule("kubernetes")
@@ -19,6 +23,20 @@ def refuse_an_unsupported_kubernetes_version(j: Judged, add: Add) -> None:
     elif f"{m.group(1)}.{m.group(2)}" not in versions.SUPPORTED_MINORS:
         add(Problem("kubernetes.version", f"{version} is not supported",
                     f"use one of {', '.join(versions.SUPPORTED_MINORS)}"))
+
+
+@rule("kubernetes")
+def refuse_a_malformed_preflight_check_name(j: Judged, add: Add) -> None:
+    """kubeadm matches check names case-insensitively and refuses `all` beside single checks
+    (cmd/kubeadm/app/apis/kubeadm/validation: ValidateIgnorePreflightErrors)."""
+    names = j.spec.kubernetes.ignore_preflight_errors
+    for i, name in enumerate(names):
+        if not PREFLIGHT_CHECK.match(name):
+            add(Problem(f"kubernetes.ignorePreflightErrors[{i}]", f"{shown(name)} is not a kubeadm check name",
+                        "use names kubeadm prints in [ERROR Name], e.g. NumCPU or Mem"))
+    if "all" in {n.lower() for n in names} and len(names) > 1:
+        add(Problem("kubernetes.ignorePreflightErrors", "'all' beside single checks",
+                    "write either all, or the checks one by one"))
 
 
 @rule("containerRuntime")
