@@ -22,6 +22,10 @@ if [ "$(id -u)" = 0 ]; then
   if [ "$(cat /proc/sys/fs/inotify/max_user_instances)" -lt 1024 ]; then
     sysctl -q -w fs.inotify.max_user_instances=1024
   fi
+  # One real VM (tests/test_vm.py): libvirt and QEMU installed, libvirtd and virtlogd started where no init system
+  # runs them, and the box built from Debian's packages (cached by its recipe's digest)
+  provision image build --vm --install-engine
+  export PROVISION_REQUIRE_VMS=1
 else
   provision image build
 fi

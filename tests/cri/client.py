@@ -82,21 +82,26 @@ class Pod:
 class Cri:
     """One node's containerd, over its CRI socket."""
 
-    def __init__(self, node: str, docker: str = "/usr/bin/docker") -> None:
+    def __init__(self, node: str, docker: str = "/usr/bin/docker", socket: str | None = None,
+                 ssh: list[str] | None = None) -> None:
+        """A docker node's containerd through /proc/<pid>/root; or (a VM) `socket`, a local path forwarded to the
+        node's containerd socket, with `ssh` the command line that runs a shell command on the node."""
         import grpc
 
-        self.node, self.docker = node, docker
+        self.node, self.docker, self.ssh = node, docker, ssh
         self.pb, grpc_mod = stubs()
-        pid = subprocess.run([docker, "inspect", "-f", "{{.State.Pid}}", node], check=True, capture_output=True,
-                             text=True).stdout.strip()
-        self.channel = grpc.insecure_channel(f"unix:///proc/{pid}/root{SOCKET}")
+        if socket is None:
+            pid = subprocess.run([docker, "inspect", "-f", "{{.State.Pid}}", node], check=True, capture_output=True,
+                                 text=True).stdout.strip()
+            socket = f"/proc/{pid}/root{SOCKET}"
+        self.channel = grpc.insecure_channel(f"unix://{socket}")
         self.runtime = grpc_mod.RuntimeServiceStub(self.channel)
         self.images = grpc_mod.ImageServiceStub(self.channel)
 
     def sh(self, script: str, check: bool = True) -> str:
         """A shell command on the node itself (not in a pod)."""
-        proc = subprocess.run([self.docker, "exec", self.node, "sh", "-c", script], check=False, capture_output=True,
-                              text=True)
+        cmd = [*self.ssh, script] if self.ssh else [self.docker, "exec", self.node, "sh", "-c", script]
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
         if check and proc.returncode:
             raise AssertionError(f"{self.node}: {script}: {proc.stderr.strip() or proc.stdout.strip()}")
         return proc.stdout
