@@ -76,6 +76,9 @@ def role_vars(role: str, **given: Any) -> dict[str, Any]:
                 out[key] = _render(value, out)
             except jinja2.UndefinedError:
                 continue
+            except jinja2.TemplateAssertionError:  # an Ansible filter or lookup this environment lacks: not asked
+                del pending[key]
+                continue
             del pending[key]
             progressed = True
         if not progressed:
