@@ -91,6 +91,22 @@ def test_kvm_is_refused_where_it_cannot_run_a_guest(tmp_path: Path) -> None:
     assert kvm_problem(str(dev), str(cpuinfo)) is None
 
 
+def test_a_socket_left_by_a_dead_daemon_is_not_a_running_libvirt(tmp_path: Path) -> None:
+    """The CI machine once had /run/libvirt/libvirt-sock without a libvirtd behind it: the file proves nothing."""
+    import socket as socketlib
+
+    from provision.providers import vm_box
+
+    path = tmp_path / "libvirt-sock"
+    listening = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+    listening.bind(str(path))
+    listening.listen(1)
+    assert vm_box.answers(path)
+    listening.close()  # the file stays, nobody accepts
+    assert path.exists() and not vm_box.answers(path)
+    assert not vm_box.answers(tmp_path / "absent")
+
+
 def test_for_topology_picks_the_vagrant_provider(tmp_path: Path) -> None:
     topo = load(write_spec(tmp_path, "vpick", "docker"))
     assert isinstance(for_topology(topo, tmp_path / "state"), VagrantProvider)

@@ -32,6 +32,7 @@ from provision import paths, ssh
 from provision.errors import UserError
 from provision.inventory import Connection
 from provision.providers.docker_engine import NODE_IMAGE, docker, docker_binary, require_engine, require_image
+from provision.providers.vm_box import LIBVIRT_SOCKET, libvirt_running
 from provision.spec import ManagementNetworkSpec, VagrantSpec
 from provision.topology import Topology
 
@@ -233,9 +234,10 @@ class VagrantProvider:
             if not any(p.name == "vagrant-libvirt" for p in plugins):
                 raise UserError("Vagrant's libvirt provider is missing: apt-get install vagrant-libvirt "
                                 "(or use provider.vagrant.backend: virtualbox or docker)")
-            if not (Path("/run/libvirt/libvirt-sock").exists() or Path("/var/run/libvirt/libvirt-sock").exists()):
-                raise UserError("libvirt is not running: apt-get install libvirt-daemon-system qemu-system-x86 "
-                                "and start it (systemctl start libvirtd), or use backend docker")
+            if not libvirt_running():
+                raise UserError(f"libvirt is not running (nothing answers on {LIBVIRT_SOCKET}): start it "
+                                "(systemctl start libvirtd; without an init system: provision image build --vm "
+                                "--install-engine), or use provider.vagrant.backend: docker")
             if self.settings.driver == "kvm" and (found := kvm_problem()):
                 raise UserError(f"provider.vagrant.driver is kvm, but {found}: set provider.vagrant.driver: qemu "
                                 "(QEMU emulates the CPU: 3-30x slower), or use provider.vagrant.backend: docker")
@@ -246,7 +248,8 @@ class VagrantProvider:
 
 def kvm_problem(dev: str = "/dev/kvm", cpuinfo: str = "/proc/cpuinfo") -> str | None:
     """Why KVM cannot run a guest here, or None. /dev/kvm alone is not enough: a sandbox may offer it without the
-    CPU's virtualization extensions (vmx, svm), where a Linux guest hangs at boot (seen on this project's CI)."""
+    CPU's virtualization extensions (vmx, svm), where a Linux guest hangs at boot (seen on this project's
+    development machine)."""
     if not os.path.exists(dev):
         return f"{dev} is missing (virtualization off in the firmware, or the kvm module not loaded)"
     if not os.access(dev, os.R_OK | os.W_OK):

@@ -13,6 +13,7 @@ import glob
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -109,19 +110,32 @@ def run_script(say: Callable[[str], None], cmd: list[str]) -> None:
         raise UserError(f"building the VM box failed (exit {proc.returncode}): {' | '.join(tail)}")
 
 
-LIBVIRT_SOCKETS = (Path("/run/libvirt/libvirt-sock"), Path("/var/run/libvirt/libvirt-sock"))
+LIBVIRT_SOCKET = Path("/run/libvirt/libvirt-sock")
+VIRTLOGD_SOCKET = Path("/run/libvirt/virtlogd-sock")
 LIBVIRT_PACKAGES = ["libvirt-daemon-system", "libvirt-clients", "libvirt-daemon-driver-qemu", "qemu-system-x86",
                     "dnsmasq-base", "iptables"]  # dnsmasq and iptables: the NAT networks vagrant-libvirt makes
 
 
+def answers(path: Path) -> bool:
+    """Whether a daemon accepts connections on this Unix socket. The file alone proves nothing: a daemon that died,
+    or a machine restored from a snapshot, leaves it behind (seen on this project's CI: "Connection refused")."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(2)
+        try:
+            s.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 def libvirt_running() -> bool:
-    return any(p.exists() for p in LIBVIRT_SOCKETS)
+    return answers(LIBVIRT_SOCKET)
 
 
 def ensure_libvirt(say: Callable[[str], None]) -> None:
     """Install libvirt and QEMU where missing and start libvirtd and virtlogd where no init system does (root only).
     Only the daemons: the machine's own `default` network is left as it is."""
-    if libvirt_running():
+    if libvirt_running() and answers(VIRTLOGD_SOCKET):
         return
     if shutil.which("libvirtd") is None:
         apt_install(LIBVIRT_PACKAGES, say)
@@ -129,8 +143,9 @@ def ensure_libvirt(say: Callable[[str], None]) -> None:
         subprocess.run(["systemctl", "start", "virtlogd", "libvirtd"], capture_output=True, check=False)
     else:
         say("starting virtlogd and libvirtd (no init system runs them here)")
-        for daemon in ("/usr/sbin/virtlogd", "/usr/sbin/libvirtd"):
-            subprocess.run([daemon, "-d"], capture_output=True, check=False)  # -d: daemonize; no -l (no TCP)
+        for daemon, sock in (("/usr/sbin/virtlogd", VIRTLOGD_SOCKET), ("/usr/sbin/libvirtd", LIBVIRT_SOCKET)):
+            if not answers(sock):  # a stale pid file or socket is taken over: each daemon checks its pid's lock
+                subprocess.run([daemon, "-d"], capture_output=True, check=False)  # -d: daemonize; no -l (no TCP)
     for _ in range(60):
         if libvirt_running():
             return
