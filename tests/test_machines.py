@@ -188,7 +188,8 @@ def test_a_distribution_containerd_below_the_floor_is_refused_before_any_install
                                                                                tmp_path: Path) -> None:
     """Existing hosts with containerRuntime.source distro: plan cannot know the package's version, so the os step
     reads apt's candidate (Debian 12's 1.6.20, below 1.37's floor) and refuses before its one apt transaction
-    would install containerd with the node's other packages (provision/packages.py)."""
+    would install containerd with the node's other packages (provision/packages.py). Then preflight, after that
+    step filled the fact cache with fewer facts than it reads, gathers the rest (`up --skip preflight`, then `up`)."""
     key = shared_cluster.state_dir / "ssh" / "id_ed25519"
     (tmp_path / "key").write_bytes(key.read_bytes())
     os.chmod(tmp_path / "key", 0o600)
@@ -205,3 +206,6 @@ def test_a_distribution_containerd_below_the_floor_is_refused_before_any_install
     installed = docker_out("exec", node.name, "sh", "-c",
                            "dpkg-query -W -f='${Package} ${db:Status-Status}\\n' containerd conntrack 2>/dev/null; true")
     assert "installed" not in installed, installed
+    # the fact cache now holds only what the OS step gathers (no CPUs, no memory): preflight gathers the rest
+    proc = provision("up", "-f", str(path), "--only", "preflight", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
