@@ -35,12 +35,12 @@ python3 -m ruff check provision tests bench
 python3 -m mypy
 
 # The VM lane runs alongside the others when the whole suite runs: QEMU's emulation keeps one core busy for
-# 8-17 minutes while the lane itself waits on it (measured: 18 min of wall time, 3.5 min of the test's own CPU).
+# 8-25 minutes while the lane itself waits on it (measured alone: 18 min of wall time, 3.5 min of the test's own CPU).
 # Its test cache (Debian's packages, unpacked) is filled first, so the two runs never update it at once.
 vm_pid=""
 not_vm=()
 if [ "$#" = 0 ] && [ -n "${PROVISION_REQUIRE_VMS:-}" ]; then
-  python3 -c 'import sys, tempfile; from pathlib import Path; from tests.cri import artifacts
+  python3 -c 'import tempfile; from pathlib import Path; from tests.cri import artifacts
 with tempfile.TemporaryDirectory() as d: artifacts.build(Path(d) / "a", "1.37", "2.1")'
   vm_log=$(mktemp)
   python3 -m pytest -q -p no:cacheprovider --durations=5 --basetemp=/tmp/provision-vm-lane -m vm \

@@ -132,10 +132,15 @@ def libvirt_running() -> bool:
     return answers(LIBVIRT_SOCKET)
 
 
+def daemons_running() -> bool:
+    """libvirtd and virtlogd both answer: QEMU's domains log through virtlogd, so libvirtd alone cannot start one."""
+    return libvirt_running() and answers(VIRTLOGD_SOCKET)
+
+
 def ensure_libvirt(say: Callable[[str], None]) -> None:
     """Install libvirt and QEMU where missing and start libvirtd and virtlogd where no init system does (root only).
     Only the daemons: the machine's own `default` network is left as it is."""
-    if libvirt_running() and answers(VIRTLOGD_SOCKET):
+    if daemons_running():
         return
     if shutil.which("libvirtd") is None:
         apt_install(LIBVIRT_PACKAGES, say)
@@ -147,7 +152,7 @@ def ensure_libvirt(say: Callable[[str], None]) -> None:
             if not answers(sock):  # a stale pid file or socket is taken over: each daemon checks its pid's lock
                 subprocess.run([daemon, "-d"], capture_output=True, check=False)  # -d: daemonize; no -l (no TCP)
     for _ in range(60):
-        if libvirt_running():
+        if daemons_running():
             return
         time.sleep(0.5)
     raise UserError("libvirtd did not start: see /var/log/libvirt/ (or start it by hand: libvirtd -d)")
