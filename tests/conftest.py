@@ -86,3 +86,13 @@ def shared_cluster(need_nodes: None, tmp_path_factory: pytest.TempPathFactory) -
     with running(tmp_path_factory.mktemp("shared"), "pt-shared", "single-master",
                  "nodes: {controlPlanes: 1, workers: 2}\n", ["machines", "ssh", "preflight"]) as live:
         yield live
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """pytest-xdist's groups (tests/run.sh runs two workers with --dist loadgroup): a module's tests stay on one
+    worker, so its module-scoped cluster is made once, and so do the modules that read the session's shared cluster
+    (their nodes' names are fixed)."""
+    shared = {item.nodeid.split("::")[0] for item in items if "shared_cluster" in getattr(item, "fixturenames", ())}
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group("shared-cluster" if module in shared else module))

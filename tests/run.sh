@@ -49,8 +49,11 @@ with tempfile.TemporaryDirectory() as d: artifacts.build(Path(d) / "a", "1.37", 
   trap 'kill "$vm_pid" 2>/dev/null || true' INT TERM
   not_vm=(-m "not vm")
 fi
+# Two workers: alone, the suite keeps one core of two busy (Ansible's controller, then the nodes, in turn); each
+# worker takes a whole module at a time (tests/conftest.py: xdist groups), so a module's cluster is made once
 rc=0
-python3 -m pytest -q -p no:cacheprovider --durations=40 "${not_vm[@]}" "$@" || rc=$?
+python3 -m pytest -q -p no:cacheprovider --durations=40 -n "${PROVISION_TEST_WORKERS:-2}" --dist loadgroup \
+  "${not_vm[@]}" "$@" || rc=$?
 if [ -n "$vm_pid" ]; then
   echo "--- the VM lane (tests/test_vm.py, run alongside) ---"
   wait "$vm_pid" || rc=$((rc ? rc : 1))

@@ -38,13 +38,14 @@ def stubs() -> tuple[types.ModuleType, types.ModuleType]:
     (grpcio refuses stubs that a newer grpcio-tools generated)."""
     from importlib.metadata import version
 
-    root = debian.unpacked("sid", "golang-k8s-cri-api-dev")
-    out = debian.CACHE / "cri-stubs" / f"{root.name}-grpcio-tools-{version('grpcio-tools')}"
-    if not (out / "api_pb2_grpc.py").exists():
-        out.mkdir(parents=True, exist_ok=True)
-        proto = root / PROTO
-        subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{proto.parent}", f"--python_out={out}",
-                        f"--grpc_python_out={out}", str(proto)], check=True)
+    with debian.cache_lock():
+        root = debian.unpacked("sid", "golang-k8s-cri-api-dev")
+        out = debian.CACHE / "cri-stubs" / f"{root.name}-grpcio-tools-{version('grpcio-tools')}"
+        if not (out / "api_pb2_grpc.py").exists():
+            out.mkdir(parents=True, exist_ok=True)
+            proto = root / PROTO
+            subprocess.run([sys.executable, "-m", "grpc_tools.protoc", f"-I{proto.parent}", f"--python_out={out}",
+                            f"--grpc_python_out={out}", str(proto)], check=True)
     if str(out) not in sys.path:
         sys.path.insert(0, str(out))
     return importlib.import_module("api_pb2"), importlib.import_module("api_pb2_grpc")

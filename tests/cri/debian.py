@@ -2,18 +2,48 @@
 
 `apt-get download` reads a private sources.list and package lists under the cache directory, so bookworm's host
 can take containerd 2.1 from sid or 1.7 from trixie; `dpkg-deb -x` unpacks a package without installing it.
-Everything is cached by suite and package version.
+Everything is cached by suite and package version. The test lanes run at once (tests/run.sh: pytest-xdist workers and
+the VM lane), so whatever writes to the cache holds `cache_lock()`: two `apt-get update`s of one lists directory
+fail on apt's lock, and a half-written file would be read as a whole one.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 CACHE = Path(os.environ.get("PROVISION_TEST_CACHE", "/var/cache/provision-tests"))
 MIRROR = "http://deb.debian.org/debian"
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+_lock = threading.RLock()  # threads of this process (molecule's scenarios run two at a time)
+_depth = 0
+
+
+@contextmanager
+def cache_lock() -> Iterator[None]:
+    """The test cache to this thread alone: an flock other processes wait for, re-entered freely by its holder."""
+    global _depth
+    with _lock:
+        if _depth:
+            _depth += 1
+            try:
+                yield
+            finally:
+                _depth -= 1
+            return
+        CACHE.mkdir(parents=True, exist_ok=True)
+        with open(CACHE / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            _depth = 1
+            try:
+                yield
+            finally:
+                _depth = 0
 
 
 def _apt_options(suite: str) -> list[str]:
@@ -35,6 +65,11 @@ def _update(suite: str) -> None:
 
 def unpacked(suite: str, package: str) -> Path:
     """The root of `package` from `suite`, unpacked (not installed) into the cache."""
+    with cache_lock():
+        return _unpacked(suite, package)
+
+
+def _unpacked(suite: str, package: str) -> Path:
     _update(suite)
     debs = CACHE / "debs" / suite
     debs.mkdir(parents=True, exist_ok=True)

@@ -51,11 +51,13 @@ def _layer(files: dict[str, bytes | str | None]) -> bytes:
 
 def pause_archive(image: str, dest: Path) -> Path:
     binary = debian.CACHE / "pause" / "pause"
-    binary.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["gcc", "-static", "-Os", "-s", "-o", str(binary), str(HERE / "pause.c")], check=True)
+    with debian.cache_lock():
+        binary.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["gcc", "-static", "-Os", "-s", "-o", str(binary), str(HERE / "pause.c")], check=True)
+        program = binary.read_bytes()
     dest.parent.mkdir(parents=True, exist_ok=True)
     built = dest.with_name("pause-built.tar")
-    write_archive(built, image, _layer({"pause": binary.read_bytes()}), {"Entrypoint": ["/pause"], "User": "65535:65535"})
+    write_archive(built, image, _layer({"pause": program}), {"Entrypoint": ["/pause"], "User": "65535:65535"})
     # copied once more by skopeo, as `provision artifacts` copies images: the archive then names the image only in
     # org.opencontainers.image.ref.name, which the kube_packages role must read for containerd to find it
     subprocess.run(["skopeo", "copy", "--quiet", f"oci-archive:{built}", f"oci-archive:{dest}:{image}"], check=True)

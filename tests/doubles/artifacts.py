@@ -56,16 +56,17 @@ def etcd_image_archive(version: str) -> bytes:
     (/usr/local/bin) plus the C library they link (cached per tag)."""
     ref = etcd_image_ref(version)
     out = debian.CACHE / "images" / f"etcd-{ref.rsplit(':', 1)[1]}.tar"
-    if not out.is_file():
-        server, client = debian.unpacked("trixie", "etcd-server"), debian.unpacked("trixie", "etcd-client")
-        files = [(str(server / "usr/bin/etcd"), "/usr/local/bin/etcd"),
-                 (str(client / "usr/bin/etcdctl"), "/usr/local/bin/etcdctl")]
-        files += [(lib, lib) for lib in ("/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2")]
-        out.parent.mkdir(parents=True, exist_ok=True)
-        partial = out.with_suffix(".partial")
-        build_image(partial, ref, files, ["etcd"])
-        partial.rename(out)
-    return out.read_bytes()
+    with debian.cache_lock():
+        if not out.is_file():
+            server, client = debian.unpacked("trixie", "etcd-server"), debian.unpacked("trixie", "etcd-client")
+            files = [(str(server / "usr/bin/etcd"), "/usr/local/bin/etcd"),
+                     (str(client / "usr/bin/etcdctl"), "/usr/local/bin/etcdctl")]
+            files += [(lib, lib) for lib in ("/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2")]
+            out.parent.mkdir(parents=True, exist_ok=True)
+            partial = out.with_suffix(".partial")
+            build_image(partial, ref, files, ["etcd"])
+            partial.rename(out)
+        return out.read_bytes()
 
 
 def build(dest: Path, version: str, real: dict[str, bytes] | None = None, etcd_image: bool = False) -> Path:
