@@ -88,10 +88,17 @@ def shared_cluster(need_nodes: None, tmp_path_factory: pytest.TempPathFactory) -
         yield live
 
 
+# The longest modules (measured: about 10 minutes each, one worker) start first, so neither worker is left alone
+# with one at the end
+FIRST = ("tests/test_roles.py", "tests/test_bootstrap.py")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """pytest-xdist's groups (tests/run.sh runs two workers with --dist loadgroup): a module's tests stay on one
     worker, so its module-scoped cluster is made once, and so do the modules that read the session's shared cluster
-    (their nodes' names are fixed)."""
+    (its nodes' names are fixed)."""
+    items.sort(key=lambda item: FIRST.index(path) if (path := item.nodeid.split("::")[0]) in FIRST else len(FIRST))
     shared = {item.nodeid.split("::")[0] for item in items if "shared_cluster" in getattr(item, "fixturenames", ())}
     for item in items:
         module = item.nodeid.split("::")[0]

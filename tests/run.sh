@@ -52,7 +52,9 @@ fi
 # Two workers: alone, the suite keeps one core of two busy (Ansible's controller, then the nodes, in turn); each
 # worker takes a whole module at a time (tests/conftest.py: xdist groups), so a module's cluster is made once
 rc=0
-python3 -m pytest -q -p no:cacheprovider --durations=40 -n "${PROVISION_TEST_WORKERS:-2}" --dist loadgroup \
+# (pytest-benchmark, where some other package brought it, would only warn that xdist disables it: we do not use it)
+python3 -m pytest -q -p no:cacheprovider -p no:benchmark --durations=40 -n "${PROVISION_TEST_WORKERS:-2}" \
+  --dist loadgroup \
   "${not_vm[@]}" "$@" || rc=$?
 if [ -n "$vm_pid" ]; then
   echo "--- the VM lane (tests/test_vm.py, run alongside) ---"
