@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -85,6 +86,12 @@ class Reach:
     node: str
     ok: bool
     why: str = ""
+    slow: bool = False  # a timeout: the host may only be busy (a loaded hypervisor, an emulated guest)
+
+
+# A host that times out is asked again until this many seconds have passed; a refusal (wrong key, changed host
+# key, closed port, unknown name) is final at once
+PATIENCE = 60.0
 
 
 class _PinNew(paramiko.MissingHostKeyPolicy):
@@ -99,7 +106,20 @@ class _PinNew(paramiko.MissingHostKeyPolicy):
 
 
 def check_one(name: str, conn: Connection, known_hosts: Path, accept_new: bool, timeout: float = 10,
-              jump: Connection | None = None) -> Reach:
+              jump: Connection | None = None, patience: float = PATIENCE) -> Reach:
+    """Log in and run python3; a host that only times out is asked again, every 2 s, for `patience` seconds."""
+    deadline = time.monotonic() + patience
+    while True:
+        reach = _check_once(name, conn, known_hosts, accept_new, timeout, jump)
+        if not reach.slow:
+            return reach
+        if time.monotonic() + 2 > deadline:
+            return Reach(name, False, f"{reach.why} (asked for {patience:.0f} s)", True)
+        time.sleep(2)
+
+
+def _check_once(name: str, conn: Connection, known_hosts: Path, accept_new: bool, timeout: float,
+                jump: Connection | None) -> Reach:
     client = paramiko.SSHClient()
     client.load_system_host_keys()
     if known_hosts.exists():
@@ -135,11 +155,13 @@ def check_one(name: str, conn: Connection, known_hosts: Path, accept_new: bool, 
         text = str(exc)
         if "not found in known_hosts" in text:
             return Reach(name, False, f"unknown host key for {conn.host}:{conn.port}")
-        return Reach(name, False, f"SSH to {conn.user}@{conn.host}:{conn.port} failed: {text}")
+        # no banner in time ends paramiko's transport before the login: "No existing session"
+        slow = any(t in text for t in ("Timeout", "timed out", "protocol banner", "No existing session"))
+        return Reach(name, False, f"SSH to {conn.user}@{conn.host}:{conn.port} failed: {text}", slow)
     except FileNotFoundError:
         return Reach(name, False, f"SSH key {conn.key} does not exist")
     except TimeoutError:
-        return Reach(name, False, f"{conn.host}:{conn.port} did not answer within {timeout:.0f}s")
+        return Reach(name, False, f"{conn.host}:{conn.port} did not answer within {timeout:.0f}s", True)
     except OSError as exc:
         return Reach(name, False, f"cannot connect to {conn.host}:{conn.port}: {exc.strerror or exc}")
     finally:

@@ -88,9 +88,18 @@ def shared_cluster(need_nodes: None, tmp_path_factory: pytest.TempPathFactory) -
         yield live
 
 
-# The longest modules (measured: about 10 minutes each, one worker) start first, so neither worker is left alone
-# with one at the end
-FIRST = ("tests/test_roles.py", "tests/test_bootstrap.py")
+# The longest modules start first (tests/run.sh keeps this order: --no-loadscope-reorder), so neither worker is
+# left alone with one at the end; test_bootstrap's samples, each its own cluster, spread over both (SPREAD)
+FIRST = ("tests/test_roles.py", "tests/test_bootstrap.py", "tests/test_stacked_etcd.py", "tests/test_cri.py",
+         "tests/test_day2.py")
+
+
+def _module(item: pytest.Item) -> str:
+    return item.nodeid.split("::")[0]
+
+
+def _start_order(item: pytest.Item) -> int:
+    return FIRST.index(_module(item)) if _module(item) in FIRST else len(FIRST)
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
@@ -98,8 +107,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """pytest-xdist's groups (tests/run.sh runs two workers with --dist loadgroup): a module's tests stay on one
     worker, so its module-scoped cluster is made once, and so do the modules that read the session's shared cluster
     (its nodes' names are fixed)."""
-    items.sort(key=lambda item: FIRST.index(path) if (path := item.nodeid.split("::")[0]) in FIRST else len(FIRST))
-    shared = {item.nodeid.split("::")[0] for item in items if "shared_cluster" in getattr(item, "fixturenames", ())}
+    items.sort(key=_start_order)
+    shared = {_module(item) for item in items if "shared_cluster" in getattr(item, "fixturenames", ())}
     for item in items:
-        module = item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group("shared-cluster" if module in shared else module))
+        item.add_marker(pytest.mark.xdist_group(_group(item, shared)))
+
+
+def _group(item: pytest.Item, shared: set[str]) -> str:
+    """The shared cluster's readers together; a test of a module that says its tests make their own clusters
+    (SPREAD = True) alone; any other module's tests together."""
+    if _module(item) in shared:
+        return "shared-cluster"
+    if getattr(getattr(item, "module", None), "SPREAD", False):
+        return item.nodeid
+    return _module(item)

@@ -39,6 +39,7 @@ python3 -m mypy
 # Its test cache (Debian's packages, unpacked) is filled first, so the two runs never update it at once.
 vm_pid=""
 not_vm=()
+niced=()
 if [ "$#" = 0 ] && [ -n "${PROVISION_REQUIRE_VMS:-}" ]; then
   python3 -c 'import tempfile; from pathlib import Path; from tests.cri import artifacts
 with tempfile.TemporaryDirectory() as d: artifacts.build(Path(d) / "a", "1.37", "2.1")'
@@ -48,13 +49,15 @@ with tempfile.TemporaryDirectory() as d: artifacts.build(Path(d) / "a", "1.37", 
   vm_pid=$!
   trap 'kill "$vm_pid" 2>/dev/null || true' INT TERM
   not_vm=(-m "not vm")
+  # the VM is the lane that waits on time (SSH and Ansible's timeouts); the others only on work: theirs yields
+  niced=(nice -n 10)
 fi
 # Two workers: alone, the suite keeps one core of two busy (Ansible's controller, then the nodes, in turn); each
 # worker takes a whole module at a time (tests/conftest.py: xdist groups), so a module's cluster is made once
 rc=0
 # (pytest-benchmark, where some other package brought it, would only warn that xdist disables it: we do not use it)
-python3 -m pytest -q -p no:cacheprovider -p no:benchmark --durations=40 -n "${PROVISION_TEST_WORKERS:-2}" \
-  --dist loadgroup \
+"${niced[@]}" python3 -m pytest -q -p no:cacheprovider -p no:benchmark --durations=40 -n "${PROVISION_TEST_WORKERS:-2}" \
+  --dist loadgroup --no-loadscope-reorder \
   "${not_vm[@]}" "$@" || rc=$?
 if [ -n "$vm_pid" ]; then
   echo "--- the VM lane (tests/test_vm.py, run alongside) ---"

@@ -26,10 +26,11 @@ from tests.conftest import NODE_CONTAINERD, docker_out
 from tests.doubles.artifacts import build as build_artifacts
 
 pytestmark = pytest.mark.nodes
+SPREAD = True  # each sample makes its own cluster: pytest-xdist may run them on different workers (conftest.py)
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "tests" / "doubles" / "kubeadm-v1beta4.schema.json").read_text())
 # ha-stacked runs in tests/test_stacked_etcd.py: the same checks, then day-2 work on its etcd, on one cluster
-SAMPLES = ["all-in-one", "single-master", "multi-master", "ha"]
+SAMPLES = ["ha", "multi-master", "single-master", "all-in-one"]  # the longest first (tests/conftest.py: FIRST)
 INIT_ARGV = ["init", "--config", "/etc/kubernetes/kubeadm-config.yaml", "--upload-certs"]
 JOIN_ARGV = ["join", "--config", "/etc/kubernetes/kubeadm-join.yaml"]
 UPLOAD_ARGV = ["init", "phase", "upload-certs", "--upload-certs", "--config", "/etc/kubernetes/kubeadm-config.yaml"]
