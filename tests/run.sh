@@ -30,6 +30,8 @@ else
   provision image build
 fi
 export PROVISION_REQUIRE_NODES=1
+# nodes and the VM an interrupted earlier run left (only what the tests made: tests/leftovers.py)
+python3 -m tests.leftovers
 
 python3 -m ruff check provision tests bench
 python3 -m mypy

@@ -209,3 +209,19 @@ def test_a_distribution_containerd_below_the_floor_is_refused_before_any_install
     # the fact cache now holds only what the OS step gathers (no CPUs, no memory): preflight gathers the rest
     proc = provision("up", "-f", str(path), "--only", "preflight", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_up_from_another_state_dir_refuses_the_clusters_nodes(shared_cluster: LiveCluster, tmp_path: Path) -> None:
+    """The same spec from a fresh state dir must not adopt nodes it did not make (a killed run's nodes, with their
+    etcd data, once turned a CI run's fresh cluster into a half-joined one)."""
+    nodes = sorted(n.name for n in shared_cluster.topo.nodes)
+    started = docker_out("inspect", "-f", "{{.State.StartedAt}}", *nodes)
+    other = tmp_path / "other-state"
+    proc = provision("up", "-f", str(shared_cluster.spec_path), "--state-dir", str(other), "--only", "machines")
+    assert proc.returncode == 1, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"already has 3 node(s) on this machine ({', '.join(nodes)})" in errors[0], errors
+    assert f"made from another state dir ({shared_cluster.state_dir.resolve()})" in errors[0], errors
+    assert not (other / "ssh").exists()  # refused before a key or a network was made
+    assert docker_out("inspect", "-f", "{{.State.StartedAt}}", *nodes) == started

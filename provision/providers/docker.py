@@ -2,7 +2,9 @@
 
 Nodes sit on a dedicated Docker network (`provision-<cluster>`) with the fixed addresses of the topology's
 address plan; the hostname is the node name. Each container is labelled with its cluster, so `destroy`
-finds every node it ever made, even ones since dropped from the spec. /sys/fs/cgroup is never bind-mounted
+finds every node it ever made, even ones since dropped from the spec, and with the state dir that made it: `up`
+from another state dir refuses those nodes rather than adopting them (their data, keys and members belong to a
+cluster this state dir knows nothing of; kind refuses a cluster name in use the same way). /sys/fs/cgroup is never bind-mounted
 (`--cgroupns=private` lets Docker mount a private cgroup tree): a bind mount lets the node's systemd remount
 the host's cgroup tree read-only.
 """
@@ -21,6 +23,7 @@ from provision.providers.docker_engine import NODE_IMAGE, docker, require_engine
 from provision.topology import Node, Topology
 
 LABEL = "provision.cluster"
+STATE_LABEL = "provision.state-dir"  # the state dir that made the node (absolute)
 
 
 # systemd and its services in each node hold about this many inotify instances (7 measured idle, plus containerd
@@ -50,6 +53,18 @@ def check_inotify(new_nodes: int) -> None:
                         f"booting; raise it first: sysctl -w fs.inotify.max_user_instances={max(1024, 2 * (in_use + need))}")
 
 
+def refuse_nodes_of_another_state_dir(cluster: str, owners: dict[str, str], state_dir: Path) -> None:
+    """Nodes of this cluster's name made from another state dir (or an earlier run whose state is gone) are not
+    adopted: `up` would run against another cluster's etcd data, keys and members."""
+    mine = str(state_dir.resolve())
+    foreign = sorted(name for name, owner in owners.items() if owner != mine)
+    if foreign:
+        made_by = owners[foreign[0]] or "a state dir provision did not record"
+        raise UserError(f"cluster {cluster} already has {len(foreign)} node(s) on this machine ({', '.join(foreign)}) "
+                        f"made from another state dir ({made_by}): run `provision destroy` with that spec first, "
+                        "or give this cluster another name")
+
+
 class DockerProvider:
     def __init__(self, topo: Topology, state_dir: Path) -> None:
         self.topo = topo
@@ -64,9 +79,10 @@ class DockerProvider:
     def create(self) -> dict[str, Connection]:
         require_engine()
         require_image()
+        existing = self._containers()
+        refuse_nodes_of_another_state_dir(self.name, self._owners(), self.state_dir)
         ssh.ensure_key(self.key)
         self._ensure_network()
-        existing = self._containers()
         check_inotify(len([n for n in self.topo.nodes if n.name not in existing]))
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(lambda n: self._ensure_node(n, existing.get(n.name)), self.topo.nodes))
@@ -113,6 +129,12 @@ class DockerProvider:
             out[name] = state
         return out
 
+    def _owners(self) -> dict[str, str]:
+        """Container name -> the state dir that made it ("" for a node made before nodes were so labelled)."""
+        proc = docker("ps", "-a", "--filter", f"label={LABEL}={self.name}", "--format",
+                      f'{{{{.Names}}}}\t{{{{.Label "{STATE_LABEL}"}}}}')
+        return dict(line.partition("\t")[::2] for line in proc.stdout.splitlines())
+
     def _ensure_node(self, node: Node, state: str | None) -> None:
         if state == "running":
             return
@@ -126,6 +148,7 @@ class DockerProvider:
             "--name", node.name, "--hostname", node.name,
             "--network", self.network, "--ip", node.address,
             "--label", f"{LABEL}={self.name}", "--label", f"provision.node={node.name}",
+            "--label", f"{STATE_LABEL}={self.state_dir.resolve()}",
             "--label", f"provision.roles={','.join(node.roles)}",
             "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp",
             # overlayfs cannot hold containerd's or kubelet's state: give them volumes of their own
