@@ -38,13 +38,11 @@ python3 -m mypy
 
 # The VM lane runs alongside the others when the whole suite runs: QEMU's emulation keeps one core busy for
 # 8-25 minutes while the lane itself waits on it (measured alone: 18 min of wall time, 3.5 min of the test's own CPU).
-# Its test cache (Debian's packages, unpacked) is filled first, so the two runs never update it at once.
+# Both lanes fill the Debian test cache (tests/cri/debian.py) under its file lock.
 vm_pid=""
 not_vm=()
 niced=()
 if [ "$#" = 0 ] && [ -n "${PROVISION_REQUIRE_VMS:-}" ]; then
-  python3 -c 'import tempfile; from pathlib import Path; from tests.cri import artifacts
-with tempfile.TemporaryDirectory() as d: artifacts.build(Path(d) / "a", "1.37", "2.1")'
   vm_log=$(mktemp)
   python3 -m pytest -q -p no:cacheprovider --durations=5 --basetemp=/tmp/provision-vm-lane -m vm \
     tests/test_vm.py >"$vm_log" 2>&1 &
