@@ -88,6 +88,17 @@ def shared_cluster(need_nodes: None, tmp_path_factory: pytest.TempPathFactory) -
         yield live
 
 
+@pytest.fixture(scope="session")
+def ha_etcd(need_nodes: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCluster]:
+    """3 external etcd members (Debian's etcd, mTLS), 3 idle control planes and the vip endpoint on 2 load
+    balancers, shared by test_etcd_endpoint (quorum, failover) and then test_etcd_backup (restore, member removal,
+    which change the cluster: that module runs last, LAST below)."""
+    with running(tmp_path_factory.mktemp("ha"), "pt-ha", "ha",
+                 "nodes: {controlPlanes: 3, workers: 0, etcd: 3, loadBalancers: 2}\n"
+                 "etcd: {mode: external, source: distro}\n", ["machines", "ssh", "etcd", "endpoint"]) as live:
+        yield live
+
+
 # The longest modules start first (tests/run.sh keeps this order: --no-loadscope-reorder), so neither worker is
 # left alone with one at the end; test_bootstrap's samples, each its own cluster, spread over both (SPREAD)
 FIRST = ("tests/test_roles.py", "tests/test_bootstrap.py", "tests/test_stacked_etcd.py", "tests/test_cri.py",
@@ -98,8 +109,13 @@ def _module(item: pytest.Item) -> str:
     return item.nodeid.split("::")[0]
 
 
+# Modules that change a cluster another module reads run after it (their xdist group keeps this order)
+LAST = ("tests/test_etcd_backup.py",)
+
+
 def _start_order(item: pytest.Item) -> int:
-    return FIRST.index(_module(item)) if _module(item) in FIRST else len(FIRST)
+    module = _module(item)
+    return FIRST.index(module) if module in FIRST else len(FIRST) + (module in LAST)
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
@@ -108,16 +124,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     worker, so its module-scoped cluster is made once, and so do the modules that read the session's shared cluster
     (its nodes' names are fixed)."""
     items.sort(key=_start_order)
-    shared = {_module(item) for item in items if "shared_cluster" in getattr(item, "fixturenames", ())}
+    shared = {fixture: {_module(item) for item in items if fixture in getattr(item, "fixturenames", ())}
+              for fixture in SESSION_CLUSTERS}
     for item in items:
         item.add_marker(pytest.mark.xdist_group(_group(item, shared)))
 
 
-def _group(item: pytest.Item, shared: set[str]) -> str:
-    """The shared cluster's readers together; a test of a module that says its tests make their own clusters
+SESSION_CLUSTERS = ("shared_cluster", "ha_etcd")  # the session's clusters: each one's modules share a worker
+
+
+def _group(item: pytest.Item, shared: dict[str, set[str]]) -> str:
+    """A session cluster's modules together; a test of a module that says its tests make their own clusters
     (SPREAD = True) alone; any other module's tests together."""
-    if _module(item) in shared:
-        return "shared-cluster"
+    for fixture, modules in shared.items():
+        if _module(item) in modules:
+            return fixture
     if getattr(getattr(item, "module", None), "SPREAD", False):
         return item.nodeid
     return _module(item)

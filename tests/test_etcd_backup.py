@@ -1,34 +1,30 @@
 """`provision etcd backup` and `provision etcd restore` on a real 3-member external etcd (Debian's etcd).
 
-The smallest spec the validator takes with 3 external etcd members is topology ha with 3 control planes and a
-local-proxy endpoint (multi-master allows one etcd member and 2+ control planes, and endpoint none only one
-control plane); only the machines, SSH and etcd steps run, so the control planes stay idle containers.
+The cluster is the session's `ha_etcd` (tests/conftest.py: 3 etcd members, 3 idle control planes, the vip
+endpoint), which test_etcd_endpoint reads first; only the machines, SSH, etcd and endpoint steps ran on it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from provision import cli, runner, state
-from tests.conftest import LiveCluster, docker_out, make_spec, running
+from tests.conftest import LiveCluster, docker_out, make_spec
 
 pytestmark = pytest.mark.nodes
-NAME = "pt-etcdbk"
+NAME = "pt-ha"
 MEMBERS = [f"{NAME}-etcd{i}" for i in (1, 2, 3)]
 
 
 @pytest.fixture(scope="module")
-def etcd3(need_nodes: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCluster]:
-    with running(tmp_path_factory.mktemp("etcdbk"), NAME, "ha",
-                 "nodes: {controlPlanes: 3, workers: 0, etcd: 3, loadBalancers: 0}\n"
-                 "endpoint: {type: local-proxy}\netcd: {mode: external, source: distro}\n",
-                 ["machines", "ssh", "etcd"]) as live:
-        assert cli.main(["plan", "-f", str(live.spec_path)]) == 0
-        yield live
+def etcd3(ha_etcd: LiveCluster) -> LiveCluster:
+    """The session's 3-member cluster (tests/conftest.py), after test_etcd_endpoint has read it: restores and a
+    member's removal change it, so this module runs after that one (conftest's LAST)."""
+    assert cli.main(["plan", "-f", str(ha_etcd.spec_path)]) == 0
+    return ha_etcd
 
 
 def sh(node: str, command: str) -> str:

@@ -11,24 +11,20 @@ import ssl
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from provision import runner
-from tests.conftest import LiveCluster, docker_out, running
+from tests.conftest import LiveCluster, docker_out
 
 pytestmark = pytest.mark.nodes
 STANDIN = Path(__file__).parent / "standins" / "apiserver_standin.py"
 
 
 @pytest.fixture(scope="module")
-def ha(need_nodes: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveCluster]:
-    with running(tmp_path_factory.mktemp("ha"), "pt-ha", "ha",
-                 "nodes: {controlPlanes: 3, workers: 0, etcd: 3, loadBalancers: 2}\n"
-                 "etcd: {mode: external, source: distro}\n", ["machines", "ssh", "etcd", "endpoint"]) as live:
-        yield live
+def ha(ha_etcd: LiveCluster) -> LiveCluster:
+    return ha_etcd  # the session's (tests/conftest.py); test_etcd_backup changes it after this module
 
 
 def sh(node: str, command: str) -> str:

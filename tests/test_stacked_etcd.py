@@ -2,7 +2,7 @@
 removal (quorum refusal, an unreachable node, the API endpoint's backends), on real nodes with a real etcd.
 
 One cluster for the module, inventories/ha-stacked.yaml as test_bootstrap.py runs every other sample: 3 control
-planes, 2 workers, a VIP on 2 load balancers; first the checks every sample gets. The artifacts carry
+planes, 1 worker (of the sample's 2: test_bootstrap.ONE_WORKER), a VIP on 2 load balancers; first the checks every sample gets. The artifacts carry
 kubeadm's etcd image (built from Debian's etcd, tests/doubles/artifacts.py), which the kube_packages role imports
 into containerd; the kubeadm double adds each joining control plane as an etcd member through the cluster (learner,
 then promoted) and the kubelet double runs each member from the static pod manifest kubeadm writes. provision
