@@ -121,8 +121,8 @@ def _start_order(item: pytest.Item) -> int:
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """pytest-xdist's groups (tests/run.sh runs two workers with --dist loadgroup): a module's tests stay on one
-    worker, so its module-scoped cluster is made once, and so do the modules that read the session's shared cluster
-    (its nodes' names are fixed)."""
+    worker, so its module-scoped cluster is made once, and so do the modules that read one of the session's
+    clusters (SESSION_CLUSTERS: their nodes' names are fixed)."""
     items.sort(key=_start_order)
     shared = {fixture: {_module(item) for item in items if fixture in getattr(item, "fixturenames", ())}
               for fixture in SESSION_CLUSTERS}
