@@ -179,8 +179,7 @@ def measure_floor(cluster: spec.Cluster, state_dir: Path, artifacts: Path) -> Ph
     lifecycle.up(cluster, state_dir, quiet, only=["machines", "ssh"])
     tar = _artifacts_tar(artifacts)
     k8s = set(topo.groups["k8s_cluster"])
-    # python3-apt: what Ansible's apt module needs on the node (it installs it when missing, as provision's run does)
-    jobs = [(nd.name, [*packages.node_packages(topo, nd.name), "python3-apt"], tar if nd.name in k8s else None)
+    jobs = [(nd.name, packages.node_packages(topo, nd.name), tar if nd.name in k8s else None)
             for nd in topo.nodes]
     phase = Phase("floor")
     t0 = time.time()
