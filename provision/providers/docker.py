@@ -79,8 +79,10 @@ class DockerProvider:
     def create(self) -> dict[str, Connection]:
         require_engine()
         require_image()
-        existing = self._containers()
-        refuse_nodes_of_another_state_dir(self.name, self._owners(), self.state_dir)
+        listing = self._listing()
+        refuse_nodes_of_another_state_dir(self.name, {name: owner for name, (_, owner) in listing.items()},
+                                          self.state_dir)
+        existing = {name: state for name, (state, _) in listing.items()}
         ssh.ensure_key(self.key)
         self._ensure_network()
         check_inotify(len([n for n in self.topo.nodes if n.name not in existing]))
@@ -120,20 +122,20 @@ class DockerProvider:
                                 "set networking.nodeCIDR to a free range")
             raise UserError(f"cannot create Docker network {self.network}: {reason}")
 
-    def _containers(self) -> dict[str, str]:
-        """Container name -> state for this cluster's nodes."""
-        proc = docker("ps", "-a", "--filter", f"label={LABEL}={self.name}", "--format", "{{.Names}}\t{{.State}}")
+    def _listing(self) -> dict[str, tuple[str, str]]:
+        """Container name -> (state, the state dir that made it) for this cluster's nodes, in one `docker ps`
+        (the state dir is "" for a node made before nodes were so labelled)."""
+        proc = docker("ps", "-a", "--filter", f"label={LABEL}={self.name}", "--format",
+                      f'{{{{.Names}}}}\t{{{{.State}}}}\t{{{{.Label "{STATE_LABEL}"}}}}')
         out = {}
         for line in proc.stdout.splitlines():
-            name, _, state = line.partition("\t")
-            out[name] = state
+            name, state, owner = (line.split("\t") + ["", ""])[:3]
+            out[name] = (state, owner)
         return out
 
-    def _owners(self) -> dict[str, str]:
-        """Container name -> the state dir that made it ("" for a node made before nodes were so labelled)."""
-        proc = docker("ps", "-a", "--filter", f"label={LABEL}={self.name}", "--format",
-                      f'{{{{.Names}}}}\t{{{{.Label "{STATE_LABEL}"}}}}')
-        return dict(line.partition("\t")[::2] for line in proc.stdout.splitlines())
+    def _containers(self) -> dict[str, str]:
+        """Container name -> state for this cluster's nodes."""
+        return {name: state for name, (state, _) in self._listing().items()}
 
     def _ensure_node(self, node: Node, state: str | None) -> None:
         if state == "running":
