@@ -1,6 +1,6 @@
 """Benchmark: converge real Docker node clusters of N nodes and measure what `provision` costs.
 
-    python bench/cluster.py [--nodes 1,3,10,30] [--json FILE] [--keep-artifacts DIR]
+    python bench/cluster.py [--nodes 1,3,10,30] [--json FILE] [--prefix NAME] [--profile DIR]
 
 For each N it brings up a cluster of systemd container nodes (`provider: docker`), with the offline artifacts
 path and the TEST DOUBLES of tests/doubles/ in place of kubeadm/kubelet/kubectl (no real binaries can be had
@@ -21,7 +21,9 @@ For each phase: wall-clock seconds, tasks Ansible executed per host, changed tas
 opened (each node's sshd journal, "Accepted publickey" since the phase began, with the cluster's persistent
 master connections closed before the phase). The add phase also names every existing worker it contacted
 (there must be none). Clusters are always destroyed. Prints figures; asserts nothing (the exit code is 1 when
-a phase failed or the add phase contacted an existing worker).
+a phase failed or the add phase contacted an existing worker). With --profile DIR, each phase's Ansible job
+events are kept in DIR/N<size>-<phase>-<run>/: `python bench/profile.py DIR/N10-cold-1` prints where that
+run's time went, per task.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -225,9 +228,18 @@ def merge_tasks(runs: list[runner.RunResult]) -> tuple[dict[str, int], int]:
     return dict(sorted(tasks.items())), changed
 
 
+def keep_events(state_dir: Path, since: float, dest: Path) -> None:
+    """Copy the Ansible runs' artifacts (job events) that began after `since` to dest-1, dest-2, ..."""
+    root = state_dir / "runner" / "artifacts"
+    runs = sorted((p for p in root.iterdir() if p.stat().st_mtime >= since), key=lambda p: p.stat().st_mtime) \
+        if root.is_dir() else []
+    for k, run in enumerate(runs, 1):
+        shutil.copytree(run, dest.with_name(f"{dest.name}-{k}"), dirs_exist_ok=True)
+
+
 def measure(name: str, state_dir: Path, nodes: list[str], action: Callable[[], tuple[list[runner.RunResult],
-                                                                                       list[dict[str, Any]]]]
-            ) -> Phase:
+                                                                                       list[dict[str, Any]]]],
+            keep: Path | None = None) -> Phase:
     phase = Phase(name)
     runner.close_connections(state_dir)  # every login of this phase is then a new connection
     t0 = time.time()
@@ -241,6 +253,8 @@ def measure(name: str, state_dir: Path, nodes: list[str], action: Callable[[], t
     phase.seconds = round(time.time() - t0, 1)
     runner.close_connections(state_dir)
     phase.ssh = logins(nodes, t0)
+    if keep is not None:
+        keep_events(state_dir, t0, keep)
     return phase
 
 
@@ -269,7 +283,7 @@ def quiet(_: str) -> None:
     pass
 
 
-def bench_size(n: int, artifacts: Path, work: Path, prefix: str) -> SizeResult:
+def bench_size(n: int, artifacts: Path, work: Path, prefix: str, profile: Path | None = None) -> SizeResult:
     lay = layout_for(n)
     name = f"{prefix}{n}"
     path, bigger = work / f"{name}.yaml", work / f"{name}-plus1.yaml"
@@ -305,7 +319,7 @@ def bench_size(n: int, artifacts: Path, work: Path, prefix: str) -> SizeResult:
         lifecycle.destroy(floor_cluster, floor_state, quiet)
     try:
         for label, action, nodes in (("cold", up, names), ("noop", up, names), ("add", add, all_names)):
-            phase = measure(label, state_dir, nodes, action)
+            phase = measure(label, state_dir, nodes, action, profile / f"N{n}-{label}" if profile else None)
             if label == "add":
                 existing = [w for w in topo.groups["workers"] if w not in topo.groups["control_plane"]]
                 phase.contacted_existing_workers = sorted(w for w in existing if phase.ssh.get(w))
@@ -373,6 +387,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", default="1,3,10,30", help="comma-separated cluster sizes (default 1,3,10,30)")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON to FILE")
     parser.add_argument("--prefix", default="bench", help="cluster name prefix (default bench)")
+    parser.add_argument("--profile", metavar="DIR", type=Path,
+                        help="keep each phase's Ansible job events in DIR (N<nodes>-<phase>-<run>/) for "
+                             "bench/profile.py, which prints where the time went per task")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.nodes.split(",") if s.strip()]
     from tests.doubles.artifacts import build as build_artifacts  # the test doubles live in the repository
@@ -384,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in sizes:
             layout_for(n)  # refuse a bad size before any node is made
         for n in sizes:
-            results.append(bench_size(n, artifacts, work, args.prefix))
+            results.append(bench_size(n, artifacts, work, args.prefix, args.profile))
     out = {"machine": machine(), "kubernetes": KUBERNETES + " (test doubles)", "skipped_steps": SKIP,
            "sizes": [{"nodes": r.nodes, "layout": r.layout, "error": r.error,
                       "floor": asdict(r.floor) if r.floor else None, "converge_seconds": r.converge(),

@@ -21,8 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_cluster_bench_smallest_case(need_nodes: None, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
+    profile = tmp_path / "profile"
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / "cluster.py"), "--nodes", "1", "--json", str(out),
-                           "--prefix", "ptbench"], capture_output=True, text=True, check=False, timeout=1500)
+                           "--prefix", "ptbench", "--profile", str(profile)],
+                          capture_output=True, text=True, check=False, timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "| N | phase" in proc.stdout and "no existing worker contacted" in proc.stdout, proc.stdout
 
@@ -50,6 +52,13 @@ def test_cluster_bench_smallest_case(need_nodes: None, tmp_path: Path) -> None:
     assert add["contacted_existing_workers"] == []  # all-in-one has no worker: the check is trivially empty here
     assert "ptbench1-w1" in add["tasks"] and add["ssh"].get("ptbench1-w1", 0) >= 1
     assert add["changed"] > 0
+
+    # --profile kept the cold run's job events; bench/profile.py reads them into one line per task
+    [cold_run] = sorted(profile.glob("N1-cold-*"))
+    listing = subprocess.run([sys.executable, str(ROOT / "bench" / "profile.py"), str(cold_run), "--min", "0"],
+                             capture_output=True, text=True, check=True).stdout
+    assert "Prepare the OS: Install the packages kubeadm needs" in listing, listing
+    assert "Kubernetes packages: Unpack the archive at the node's /" in listing, listing
 
     left = docker_out("ps", "-a", "--filter", "name=ptbench1", "--format", "{{.Names}}").split()
     assert left == [], f"the benchmark left nodes behind: {left}"
