@@ -62,3 +62,29 @@ def test_cluster_bench_smallest_case(need_nodes: None, tmp_path: Path) -> None:
 
     left = docker_out("ps", "-a", "--filter", "name=ptbench1", "--format", "{{.Names}}").split()
     assert left == [], f"the benchmark left nodes behind: {left}"
+
+
+def test_cpu_summary_groups_by_command_and_the_parent_alive_at_its_start() -> None:
+    """bench/cpu.py: PIDs are reused, so a process's parent is the one of that PID alive when it started."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import cpu
+    finally:
+        sys.path.pop(0)
+
+    def line(cmd: str, cpu_ticks: int, elapsed: int, pid: int, ppid: int, start: str, flags: str = "") -> str:
+        return (f"{cmd:<16}|v3|{cpu_ticks:9.2f}|     0.00|{elapsed:9.2f}|     0|     0|  1000.00|     0.00|"
+                f"{pid:8d}|{ppid:8d}|{flags:<5}|       0|__      |Tue Dec  1 {start} 2026")
+    text = "\n".join([
+        line("sshd", 10, 100000, 50, 1, "20:00:00"),
+        line("sh", 5, 500, 60, 50, "20:00:10"),
+        line("python3", 300, 400, 61, 60, "20:00:11"),
+        line("bash", 5, 500, 60, 1, "20:30:00"),  # pid 60 again, half an hour later
+        line("python3", 100, 400, 62, 60, "20:30:01"),
+        line("ansible-playboo", 200, 300, 70, 1, "20:40:00", "F"),
+    ])
+    lines = cpu.summary(cpu.parse(text), top=10, depth=2)
+    assert lines[0].startswith("0.1 CPU-minutes in 6 processes")
+    rows = {row.split(None, 3)[3]: float(row.split()[0]) for row in lines[2:]}
+    assert rows["python3 < sh < sshd"] == 0.05 and rows["python3 < bash"] == round(100 / 100 / 60, 2)
+    assert "ansible-playboo*" in rows
