@@ -332,6 +332,28 @@ def test_os_prep_refuses_other_systems_by_name(tmp_path: Path) -> None:
     assert "changed=0" in out
 
 
+@pytest.mark.parametrize(("role", "fact", "subset"), [
+    ("os_prep", "distribution", "distribution"),
+    ("containerd", "architecture", "platform"),
+    ("kube_packages", "architecture", "platform"),
+])
+def test_a_play_that_gathered_no_facts_gets_one_line_naming_the_fact(tmp_path: Path, role: str, fact: str,
+                                                                      subset: str) -> None:
+    """The roles read facts the play gathers (provision's step plays gather one subset for all of them, so a
+    re-run pays no per-host fallback task): a play without them is told which fact and how, before any change."""
+    (tmp_path / "SHA256SUMS").write_text(f"{'0' * 64}  other\n")  # a directory, so the roles get as far as the fact
+    variables = {"containerd": f"{{containerd_source: artifacts, containerd_version: 2.1.9, artifacts_dir: {tmp_path}}}",
+                 "kube_packages": f"{{kube_packages_source: artifacts, kubernetes_version: 1.37.2, "
+                                  f"artifacts_dir: {tmp_path}}}",
+                 "os_prep": "{}"}[role]
+    proc, out = run_tasks_locally(
+        tmp_path, "bare-node", f"    - ansible.builtin.include_role: {{name: {role}}}\n      vars: {variables}\n")
+    assert proc.returncode == 2, out
+    assert f"{role} reads the {fact} fact: gather facts in the play (gather_facts: true, or gather_subset with " \
+           f"{subset})" in out, out
+    assert "changed=0" in out
+
+
 @pytest.mark.parametrize(("role", "variable", "expected"), [
     ("containerd", "containerd_source", "use distro, release or artifacts"),
     ("kube_packages", "kube_packages_source", "use repo or artifacts"),
