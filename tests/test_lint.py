@@ -6,6 +6,7 @@ import ast
 import fnmatch
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,24 @@ def test_the_package_has_no_import_circles() -> None:
             todo.extend(graph.get(module, ()))
         # a package's __init__ may re-export its own modules; they must not import it back
         assert start not in seen, f"{start} imports itself through {sorted(seen)}"
+
+
+def _fact_gathers(path: Path) -> Iterator[tuple[str, list[str] | None]]:
+    """Each place a playbook gathers facts (a play's own gathering, a setup task), with the subset it asks for."""
+    for play in yaml.safe_load(path.read_text()) or []:
+        if play.get("gather_facts"):
+            yield f"{path.name}: play {play['name']!r}", play.get("gather_subset")
+        for task in play.get("pre_tasks", []) + play.get("tasks", []):
+            if "ansible.builtin.setup" in task:
+                yield f"{path.name}: task {task['name']!r}", (task["ansible.builtin.setup"] or {}).get("gather_subset")
+
+
+def test_every_playbook_gathers_the_same_facts() -> None:
+    """With smart gathering the first play of a run fills the fact cache and later plays read it without
+    gathering: a play asking for a narrower or different subset would leave the next step's facts undefined."""
+    gathers = [g for p in sorted((ROOT / "playbooks").glob("*.yml")) for g in _fact_gathers(p)]
+    assert len(gathers) >= 10, gathers
+    reference = dict(gathers)["os.yml: play 'Prepare the OS'"]
+    assert reference and "!all" in reference, reference
+    odd = [f"{where}: {subset}" for where, subset in gathers if subset != reference]
+    assert not odd, f"every fact gathering asks for {reference}; these differ: {odd}"

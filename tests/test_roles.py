@@ -336,6 +336,7 @@ def test_os_prep_refuses_other_systems_by_name(tmp_path: Path) -> None:
     ("os_prep", "distribution", "distribution"),
     ("containerd", "architecture", "platform"),
     ("kube_packages", "architecture", "platform"),
+    ("etcd", "architecture", "platform"),
 ])
 def test_a_play_that_gathered_no_facts_gets_one_line_naming_the_fact(tmp_path: Path, role: str, fact: str,
                                                                       subset: str) -> None:
@@ -345,9 +346,12 @@ def test_a_play_that_gathered_no_facts_gets_one_line_naming_the_fact(tmp_path: P
     variables = {"containerd": f"{{containerd_source: artifacts, containerd_version: 2.1.9, artifacts_dir: {tmp_path}}}",
                  "kube_packages": f"{{kube_packages_source: artifacts, kubernetes_version: 1.37.2, "
                                   f"artifacts_dir: {tmp_path}}}",
+                 "etcd": f"{{etcd_source: artifacts, etcd_version: 3.6.5, etcd_artifacts_dir: {tmp_path}}}",
                  "os_prep": "{}"}[role]
+    tasks_from = ", tasks_from: install-artifacts" if role == "etcd" else ""  # its install, after the PKI's
     proc, out = run_tasks_locally(
-        tmp_path, "bare-node", f"    - ansible.builtin.include_role: {{name: {role}}}\n      vars: {variables}\n")
+        tmp_path, "bare-node",
+        f"    - ansible.builtin.include_role: {{name: {role}{tasks_from}}}\n      vars: {variables}\n")
     assert proc.returncode == 2, out
     assert f"{role} reads the {fact} fact: gather facts in the play (gather_facts: true, or gather_subset with " \
            f"{subset})" in out, out
