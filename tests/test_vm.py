@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from provision.providers import vm_box
 from tests.cri import artifacts as cri_artifacts
@@ -61,10 +62,22 @@ class VM:
         return ["ssh", "-i", str(self.state / "ssh" / "id_ed25519"), "-o", f"UserKnownHostsFile={self.state}/known_hosts",
                 "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", f"root@{address.group(1)}"]
 
-    def sh(self, script: str) -> str:
-        proc = subprocess.run([*self.ssh_command(), script], capture_output=True, text=True, check=False, timeout=600)
-        assert proc.returncode == 0, f"{script}: {proc.stderr.strip() or proc.stdout.strip()}"
-        return proc.stdout
+    def sh(self, script: str, stdin: bytes | None = None) -> str:
+        proc = subprocess.run([*self.ssh_command(), script], input=stdin, capture_output=True, check=False,
+                              timeout=600)
+        assert proc.returncode == 0, f"{script}: {(proc.stderr or proc.stdout).decode(errors='replace').strip()}"
+        return proc.stdout.decode(errors="replace")
+
+    def put_yaml_module(self) -> None:
+        """PyYAML's pure-Python modules from this machine into the guest's site-packages, for the kubeadm and kubelet
+        TEST DOUBLES (the docker node image has Debian's python3-yaml; a real kubeadm needs nothing of the kind).
+        Copied rather than installed: the guest's apt-get would refresh its package lists a second time, which
+        costs the emulated guest minutes (os_prep refreshes them anyway)."""
+        source = Path(yaml.__file__).parent
+        archive = subprocess.run(["tar", "-C", str(source.parent), "--exclude=__pycache__", "--exclude=*.so", "-cf", "-",
+                                  source.name], capture_output=True, check=True).stdout
+        self.sh("site=$(python3 -c 'import site; print(site.getsitepackages()[0])') && mkdir -p \"$site\" && "
+                "tar -C \"$site\" -xf - && python3 -c 'import yaml; yaml.safe_load(\"a: 1\")'", stdin=archive)
 
 
 def virsh(*args: str) -> str:
@@ -102,11 +115,10 @@ def test_up_on_a_real_vm_then_again_changes_nothing(vm: VM) -> None:
     first = vm.provision("up", "--only", "machines", "--only", "ssh")
     assert first.returncode == 0, first.stderr[-3000:]
     booted = time.monotonic() - started
-    # swap on, in fstab, as on a fresh cloud VM; Python's yaml for the kubeadm and kubelet TEST DOUBLES (the
-    # docker node image has it; a real kubeadm needs nothing of the kind)
+    # swap on, in fstab, as on a fresh cloud VM
     vm.sh("fallocate -l 256M /swapfile && chmod 600 /swapfile && mkswap -q /swapfile && swapon /swapfile && "
-          "echo '/swapfile none swap sw 0 0' >> /etc/fstab && "
-          "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-yaml >/dev/null")
+          "echo '/swapfile none swap sw 0 0' >> /etc/fstab")
+    vm.put_yaml_module()
     up = vm.provision("up", "--skip", "cni", "--skip", "verify")
     assert up.returncode == 0, up.stderr[-3000:]
     again = vm.provision("up", "--skip", "cni", "--skip", "verify")
