@@ -39,12 +39,13 @@ python3 -m mypy
 # The VM lane runs alongside the others when the whole suite runs: QEMU's emulation keeps one core busy for
 # 8-25 minutes while the lane itself waits on it (measured alone: 18 min of wall time, 3.5 min of the test's own CPU).
 # Both lanes fill the Debian test cache (tests/cri/debian.py) under its file lock.
+# -rP: the passing VM test prints the first full up's step times into the log (what the VM costs, step by step).
 vm_pid=""
 not_vm=()
 niced=()
 if [ "$#" = 0 ] && [ -n "${PROVISION_REQUIRE_VMS:-}" ]; then
   vm_log=$(mktemp)
-  python3 -m pytest -q -p no:cacheprovider --durations=5 --basetemp=/tmp/provision-vm-lane -m vm \
+  python3 -m pytest -q -rP -p no:cacheprovider --durations=5 --basetemp=/tmp/provision-vm-lane -m vm \
     tests/test_vm.py >"$vm_log" 2>&1 &
   vm_pid=$!
   trap 'kill "$vm_pid" 2>/dev/null || true' INT TERM

@@ -125,7 +125,9 @@ def test_up_on_a_real_vm_then_again_changes_nothing(vm: VM) -> None:
     assert again.returncode == 0, again.stderr[-3000:]
     changed = re.findall(r"ok, (\d+) change", again.stdout)
     assert changed and all(c == "0" for c in changed), again.stdout
-    print(f"\nVM: booted and reachable in {booted:.0f}s; whole lane so far {time.monotonic() - started:.0f}s")
+    steps = [line for line in up.stdout.splitlines() if re.search(r"\s\d+\.\d\s+(ok|done|failed)", line)]
+    print(f"\nVM: booted and reachable in {booted:.0f}s; whole lane so far {time.monotonic() - started:.0f}s; the "
+          "first full up's steps:\n" + "\n".join(steps))
 
 
 @pytest.mark.vm
