@@ -358,6 +358,35 @@ def test_a_play_that_gathered_no_facts_gets_one_line_naming_the_fact(tmp_path: P
     assert "changed=0" in out
 
 
+def test_a_failed_kubeadm_is_explained_by_its_last_words_without_secrets(tmp_path: Path) -> None:
+    """kubeadm prints its error last, on stderr after any warnings: the explanation keeps the end of it (a head
+    of warnings hid the cause), and neither the bootstrap token nor the certificate key reaches it. Run here on
+    init's task file, which touches nothing before kubeadm (join's writes /etc/kubernetes first): join explains
+    its failure with the same expression."""
+    role, tasks = "kubeadm_init", "init"
+    explain = re.compile(r"(?ms)^        kubeadm_(?:init|join)_output: >-\n(.*?}})$")
+    [init_expr] = explain.findall((ROLES / "kubeadm_init/tasks/init.yml").read_text())
+    [join_expr] = explain.findall((ROLES / "kubeadm_join/tasks/join.yml").read_text())
+    assert join_expr == init_expr.replace("kubeadm_init_", "kubeadm_join_")
+    fake = tmp_path / "bin" / "kubeadm"
+    fake.parent.mkdir()
+    token, key = "abcdef.0123456789abcdef", "f" * 64
+    fake.write_text("#!/bin/sh\necho 'your join command: kubeadm join --token " + token + "'\n"
+                    "for i in $(seq 40); do echo \"W1201 warning number $i of a noisy preflight\" >&2; done\n"
+                    f"echo 'error execution phase preflight: the cause, after token {token} and key {key}' >&2\n"
+                    "exit 1\n")
+    fake.chmod(0o755)
+    proc, out = run_tasks_locally(
+        tmp_path, "cp1",
+        f"    - ansible.builtin.include_role:\n        name: {role}\n        tasks_from: {tasks}\n"
+        f"        apply: {{environment: {{PATH: \"{fake.parent}:/usr/bin:/bin\"}}}}\n"
+        f"      vars: {{kubeadm_init_config_file: {tmp_path}/c.yaml}}\n")
+    assert proc.returncode == 2, out
+    assert f"kubeadm {tasks} failed on cp1 (exit 1): ..." in out, out
+    assert "error execution phase preflight: the cause, after token <token> and key <key>" in out, out
+    assert token not in out and key not in out
+
+
 @pytest.mark.parametrize(("role", "variable", "expected"), [
     ("containerd", "containerd_source", "use distro, release or artifacts"),
     ("kube_packages", "kube_packages_source", "use repo or artifacts"),
