@@ -105,6 +105,7 @@ def render(topo: Topology, connections: dict[str, Connection] | None = None) -> 
         "registry_mirror_ca": registry_mirror_ca,
         "registry_mirror_auth": registry_mirror_auth,
         "kubeadm_images": [image.ref for image in images.kubeadm_images(c.kubernetes_version)],
+        "etc_hosts_entries": [f"{n.address} {n.name}" for n in topo.nodes if n.address],
     }
     return {
         "inventory/hosts.yml": _ENV.get_template("inventory.yml.j2").render(context),

@@ -112,6 +112,10 @@ def test_render_is_deterministic_and_parses_in_ansible(sample: str, tmp_path: Pa
     hostvars = data["_meta"]["hostvars"][some]
     assert hostvars["kubernetes_version"] == t.cluster.kubernetes_version
     assert hostvars["node_ip"] == t.nodes[0].address
+    # os_prep's /etc/hosts lines, listed once: what the role reads from every host's node_ip when not given
+    every = data["_meta"]["hostvars"]
+    assert hostvars["os_prep_etc_hosts_entries"] == [f"{every[n.name]['node_ip']} {n.name}" for n in t.nodes]
+    assert len(every) == len(t.nodes)
 
 
 @pytest.mark.parametrize("sample", sorted(p.stem for p in SAMPLES.glob("*.yaml")))
