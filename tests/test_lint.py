@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import json
+import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,3 +94,20 @@ def test_every_playbook_gathers_the_same_facts() -> None:
     assert reference and "!all" in reference, reference
     odd = [f"{where}: {subset}" for where, subset in gathers if subset != reference]
     assert not odd, f"every fact gathering asks for {reference}; these differ: {odd}"
+
+
+def test_roles_and_playbooks_read_facts_only_through_ansible_facts() -> None:
+    """provision runs Ansible with INJECT_FACT_VARS off (provision/runner.py): a fact read as a top-level ansible_*
+    variable would be undefined there. The names are those this machine's own facts carry."""
+    proc = subprocess.run([sys.executable, "-m", "ansible.cli.adhoc", "-i", "localhost,", "-c", "local", "-m", "setup",
+                           "-a", "gather_subset=all", "-e", f"ansible_python_interpreter={sys.executable}",
+                           "--one-line", "localhost"], capture_output=True, text=True, timeout=120, check=True)
+    facts = json.loads(proc.stdout.split("=>", 1)[1])["ansible_facts"]
+    names = {k for k in facts if k.startswith("ansible_") and k != "ansible_local"} | {"ansible_default_ipv4"}
+    pattern = re.compile(r"\b(" + "|".join(sorted(names, key=len, reverse=True)) + r")\b")
+    found = [f"{path.relative_to(ROOT)}:{n}: {m.group(1)}"
+             for top in ("roles", "playbooks", "templates")
+             for path in sorted((ROOT / top).rglob("*")) if path.is_file() and "molecule" not in path.parts
+             and path.suffix in (".yml", ".yaml", ".j2")
+             for n, line in enumerate(path.read_text().splitlines(), 1) for m in [pattern.search(line)] if m]
+    assert not found, "read these as ansible_facts.<name> (without the ansible_ prefix):\n" + "\n".join(found)
