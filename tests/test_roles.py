@@ -266,6 +266,14 @@ def test_containerd_refuses_a_distribution_package_below_the_floor(
         assert "below what Kubernetes 1.37 supports" in proc.stdout and "remove containerRuntime.source" in proc.stdout
 
 
+def run_preflight(extra_vars: dict[str, Any], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """preflight.yml on this machine (localhost, a local connection), with these extra variables."""
+    args = {"ansible_python_interpreter": sys.executable, **extra_vars}
+    return subprocess.run([sys.executable, "-m", "ansible.cli.playbook", "-i", "localhost,", "-c", "local",
+                           "-e", yaml.safe_dump(args, default_flow_style=True), str(PLAYBOOKS / "preflight.yml")],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+
+
 @pytest.mark.parametrize(("extra", "refused"), [
     ({}, []),
     ({"preflight_architectures": ["s390x"], "preflight_minimums": {"control-plane": {"cpus": 64, "memory_mib": 1},
@@ -278,13 +286,10 @@ def test_containerd_refuses_a_distribution_package_below_the_floor(
       "kubeadm_ignore_preflight_errors": ["Mem"]}, ["needs 64 CPU(s)"]),
 ])
 def test_preflight_names_every_problem_of_a_host_in_one_check(extra: dict[str, Any], refused: list[str]) -> None:
-    """preflight.yml on this machine (x86_64 Debian 12, 2 CPUs): one assert per host, naming each problem."""
+    """preflight.yml on this machine (x86_64 Debian 12, 2 CPUs): one assert over every host, naming each problem."""
     if os.uname().machine != "x86_64":
         pytest.skip("the expected refusal names x86_64")
-    args = {"node_roles": ["control-plane", "worker"], "ansible_python_interpreter": sys.executable, **extra}
-    proc = subprocess.run([sys.executable, "-m", "ansible.cli.playbook", "-i", "localhost,", "-c", "local",
-                           "-e", yaml.safe_dump(args, default_flow_style=True), str(PLAYBOOKS / "preflight.yml")],
-                          capture_output=True, text=True, env=ansible_env(), timeout=120, check=False)
+    proc = run_preflight({"node_roles": ["control-plane", "worker"], **extra}, ansible_env())
     assert (proc.returncode != 0) == bool(refused), proc.stdout + proc.stderr
     for text in refused:
         assert text in proc.stdout, proc.stdout
@@ -295,22 +300,14 @@ def test_preflight_gathers_what_a_partial_fact_cache_lacks(tmp_path: Path) -> No
     task gathers, for the hosts whose cached facts lack what the checks read, the rest (delegate_facts)."""
     env = {**ansible_env(), "ANSIBLE_CACHE_PLUGIN": "jsonfile", "ANSIBLE_GATHERING": "smart",
            "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(tmp_path / "facts")}
-    args = yaml.safe_dump({"node_roles": ["worker"], "ansible_python_interpreter": sys.executable},
-                          default_flow_style=True)
-
-    def preflight() -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "ansible.cli.playbook", "-i", "localhost,", "-c", "local",
-                               "-e", args, str(PLAYBOOKS / "preflight.yml")],
-                              capture_output=True, text=True, env=env, timeout=120, check=False)
-
-    assert preflight().returncode == 0
+    assert run_preflight({"node_roles": ["worker"]}, env).returncode == 0
     (cached,) = (tmp_path / "facts").iterdir()
     entry = json.loads(cached.read_text())
     facts = json.loads(entry["__payload__"])  # ansible-core 2.19 keeps the facts as one serialized payload
     entry["__payload__"] = json.dumps({k: v for k, v in facts.items()
                                        if not k.startswith(("ansible_processor", "ansible_memtotal"))})
     cached.write_text(json.dumps(entry))
-    proc = preflight()
+    proc = run_preflight({"node_roles": ["worker"]}, env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "ok: [localhost] => (item=localhost)" in proc.stdout, proc.stdout
 
