@@ -83,7 +83,8 @@ def render(topo: Topology, connections: dict[str, Connection] | None = None) -> 
         "cluster_name": c.name,
         "spec": spec,
         "nodes": nodes,
-        "groups": topo.groups,
+        # provision_converged: filled during a run by the survey step (playbooks/survey.yml), empty until then
+        "groups": {**topo.groups, "provision_converged": []},
         "kubernetes_version": c.kubernetes_version,
         "kubernetes_minor": versions.kubernetes_minor(c.kubernetes_version),
         "etcd_version": c.etcd_version,

@@ -10,7 +10,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +111,9 @@ def up(cluster: Cluster, state_dir: Path, say: Say, progress: runner.Progress | 
     provider = for_topology(topo, state_dir)
     report = UpReport(cluster.name, state_dir)
     plan = steps.steps_for(topo)
+    if not st.members:  # no `up` has finished: no node can be left out, and the survey would only cost time
+        plan = [replace(s, playbook=None, idle="a new cluster: every step runs on every node") if s.id == "survey"
+                else s for s in plan]
     kubeadm_steps = [s.id for s in plan if s.id in ("init", "join-control-planes", "join-workers")]
     total = len(plan)
     if only and "machines" not in only:  # the machines exist already: say how to reach them
@@ -170,7 +173,7 @@ def _run_batch(batch: list[tuple[int, steps.Step]], topo: topology.Topology, sta
 
     def outcome_of(step: steps.Step) -> str:
         if step.playbook is None:
-            return "nothing to run here"
+            return step.idle
         if step.id in report.not_available:
             return "not available yet"
         return f"ok, {sum(results[step.id].changed.values())} change(s)" if step.id in results else "done"

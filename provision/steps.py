@@ -15,6 +15,7 @@ class Step:
     hosts: str  # an Ansible group or pattern; "local" for work on this machine
     detail: str = ""
     playbook: str | None = None  # under playbooks/
+    idle: str = "nothing to run here"  # the outcome where there is no playbook to run
 
 
 def vagrant_machines(spec: ClusterSpec) -> str:
@@ -42,6 +43,8 @@ def steps_for(topo: Topology) -> list[Step]:
                         f"{n} host(s) over SSH; every unreachable host is named before any role runs"))
     out.append(Step("ssh", "wait for SSH and record host keys", "all", "host keys pinned in the state dir"))
     out.append(Step("preflight", "check OS, architecture, CPU and memory per role", "all", "", "preflight.yml"))
+    out.append(Step("survey", "read every node's state in one round trip", "all",
+                    "nodes where no role finds anything to do are left out of the steps below", "survey.yml"))
     out.append(Step("os", "prepare the OS", "all",
                     "swap off, overlay + br_netfilter, sysctls, kubeadm's packages, time sync, /etc/hosts",
                     "os.yml"))

@@ -49,6 +49,9 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # The samples' workers join in parallel: the single-master sample keeps its two to show it (check_contract); the
 # bigger ones run with one, each node costing the whole suite's time on a 2-core machine (the CI's budget)
 ONE_WORKER = ("ha", "multi-master", "ha-stacked")
+# The single-master sample runs with haproxy on every node's loopback (no sample has it): the survey's judgement of
+# haproxy is checked on real nodes (check_survey_skips_and_mends)
+LOCAL_PROXY = ("single-master",)
 
 
 def sample_spec(name: str, tmp: Path, artifacts: Path) -> Path:
@@ -64,6 +67,9 @@ def sample_spec(name: str, tmp: Path, artifacts: Path) -> Path:
     text = re.sub(r"(?m)^(  mode: stacked.*)$", r"\1\n  source: distro", text)  # its etcdctl, for day-2 work
     text = re.sub(r"(?m)^containerRuntime:\n(  .*\n)*", "", text)
     text += NODE_CONTAINERD + f"artifacts:\n  mode: offline\n  dir: {artifacts}\n"
+    if name in LOCAL_PROXY:
+        assert not re.search(r"(?m)^endpoint:", text), f"inventories/{name}.yaml sets an endpoint already"
+        text += "endpoint:\n  type: local-proxy\n"
     path = tmp / f"{name}.yaml"
     path.write_text(text)
     return path
@@ -299,6 +305,45 @@ def check_init_mends_what_differs(path: Path, env: dict[str, str], topo: topolog
     assert not [r for r in records(first)[before:] if r["argv"][:1] == ["init"]], "init re-ran"
 
 
+def last_run_tasks(state: Path) -> dict[str, set[str]]:
+    """The hosts each play of the newest Ansible run ran a task on (its job events; a skipped task counts)."""
+    runs = sorted((state / "runner" / "artifacts").iterdir(), key=lambda d: d.stat().st_mtime)
+    hosts: dict[str, set[str]] = {}
+    for path in (runs[-1] / "job_events").glob("*.json"):
+        event = json.loads(path.read_text())
+        data = event.get("event_data", {})
+        if event.get("event") in ("runner_on_ok", "runner_on_skipped", "runner_on_failed") and data.get("host"):
+            hosts.setdefault(data.get("play", ""), set()).add(data["host"])
+    return hosts
+
+
+# what a node carries in each step the survey judges, broken on one worker; the plays that must mend it
+DRIFT = {
+    "Prepare the OS": "echo 'net.ipv4.ip_forward = 0' >> /etc/sysctl.d/99-kubernetes.conf",
+    "API endpoint on every node's loopback (local haproxy)": "echo '# drift' >> /etc/haproxy/haproxy.cfg",
+    "Container runtime": "echo '# drift' >> /etc/containerd/config.toml",
+    "Kubernetes packages": "chmod 0700 /usr/bin/kubeadm",
+}
+DRIFT_FILES = ["/etc/sysctl.d/99-kubernetes.conf", "/etc/haproxy/haproxy.cfg", "/etc/containerd/config.toml"]
+
+
+def check_survey_skips_and_mends(path: Path, env: dict[str, str], topo: topology.Topology, state: Path) -> None:
+    """After a re-run that changed nothing, no node took part in a step the survey judges (it found every role's
+    state as wanted on every node). One worker's files then broken, one per step: the re-run mends each of them,
+    on that worker only."""
+    ran = last_run_tasks(state)
+    assert not {play: hosts for play, hosts in ran.items() if play in DRIFT}, ran
+    worker = topo.groups["workers"][0]
+    files = {f: docker_out("exec", worker, "sha256sum", f).split()[0] for f in DRIFT_FILES}
+    docker_out("exec", worker, "sh", "-c", "; ".join(DRIFT.values()))
+    again = provision("up", "-f", str(path), "--skip", "verify", env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    ran = last_run_tasks(state)
+    assert {play: ran.get(play) for play in DRIFT} == {play: {worker} for play in DRIFT}, ran
+    assert {f: docker_out("exec", worker, "sha256sum", f).split()[0] for f in DRIFT_FILES} == files
+    assert docker_out("exec", worker, "stat", "-c", "%a", "/usr/bin/kubeadm").strip() == "755"
+
+
 @pytest.mark.parametrize("sample", SAMPLES)
 def test_up_end_to_end(sample: str, need_nodes: None, artifacts: Path, tmp_path: Path) -> None:
     path = sample_spec(sample, tmp_path, artifacts)
@@ -329,6 +374,8 @@ def test_up_end_to_end(sample: str, need_nodes: None, artifacts: Path, tmp_path:
         scan_for_secrets(secrets_of(topo, state), outputs, state, topo)
         if sample == "all-in-one":
             check_init_mends_what_differs(path, env, topo, state)
+        if sample in LOCAL_PROXY:
+            check_survey_skips_and_mends(path, env, topo, state)
         if topo.groups["external_etcd"]:
             check_external_etcd_certificates(path, env, topo)
             if len(topo.groups["external_etcd"]) > 1:
