@@ -317,31 +317,37 @@ def last_run_tasks(state: Path) -> dict[str, set[str]]:
     return hosts
 
 
-# what a node carries in each step the survey judges, broken on one worker; the plays that must mend it
+# One thing each judged step puts on a node, broken (command) and how to read it back (command)
 DRIFT = {
-    "Prepare the OS": "echo 'net.ipv4.ip_forward = 0' >> /etc/sysctl.d/99-kubernetes.conf",
-    "API endpoint on every node's loopback (local haproxy)": "echo '# drift' >> /etc/haproxy/haproxy.cfg",
-    "Container runtime": "echo '# drift' >> /etc/containerd/config.toml",
-    "Kubernetes packages": "chmod 0700 /usr/bin/kubeadm",
+    "os": ("echo 'net.ipv4.ip_forward = 0' >> /etc/sysctl.d/99-kubernetes.conf",
+           "sha256sum /etc/sysctl.d/99-kubernetes.conf"),
+    "haproxy": ("echo '# drift' >> /etc/haproxy/haproxy.cfg", "sha256sum /etc/haproxy/haproxy.cfg"),
+    "containerd": ("echo '# drift' >> /etc/containerd/config.toml", "sha256sum /etc/containerd/config.toml"),
+    "kubernetes": ("chmod 0700 /usr/bin/kubeadm", "stat -c %a /usr/bin/kubeadm"),
 }
-DRIFT_FILES = ["/etc/sysctl.d/99-kubernetes.conf", "/etc/haproxy/haproxy.cfg", "/etc/containerd/config.toml"]
+JUDGED_PLAYS = ["Prepare the OS", "API endpoint on every node's loopback (local haproxy)", "Container runtime",
+                "Kubernetes packages"]
 
 
 def check_survey_skips_and_mends(path: Path, env: dict[str, str], topo: topology.Topology, state: Path) -> None:
     """After a re-run that changed nothing, no node took part in a step the survey judges (it found every role's
-    state as wanted on every node). One worker's files then broken, one per step: the re-run mends each of them,
-    on that worker only."""
+    state as wanted on every node). Then, in two rounds, one thing broken per node, each of a different step: the
+    re-run mends each, and only the broken nodes take part. A node is left out only where every role finds nothing
+    to do, so each role's judgement is checked alone: on a node where it alone is broken."""
     ran = last_run_tasks(state)
-    assert not {play: hosts for play, hosts in ran.items() if play in DRIFT}, ran
-    worker = topo.groups["workers"][0]
-    files = {f: docker_out("exec", worker, "sha256sum", f).split()[0] for f in DRIFT_FILES}
-    docker_out("exec", worker, "sh", "-c", "; ".join(DRIFT.values()))
-    again = provision("up", "-f", str(path), "--skip", "verify", env=env)
-    assert again.returncode == 0, again.stderr[-3000:]
-    ran = last_run_tasks(state)
-    assert {play: ran.get(play) for play in DRIFT} == {play: {worker} for play in DRIFT}, ran
-    assert {f: docker_out("exec", worker, "sha256sum", f).split()[0] for f in DRIFT_FILES} == files
-    assert docker_out("exec", worker, "stat", "-c", "%a", "/usr/bin/kubeadm").strip() == "755"
+    assert not {play: hosts for play, hosts in ran.items() if play in JUDGED_PLAYS}, ran
+    w1, w2 = topo.groups["workers"][:2]
+    first = topo.groups["first_control_plane"][0]
+    for round_ in ({w1: "os", first: "haproxy", w2: "containerd"}, {w1: "kubernetes"}):
+        before = {node: docker_out("exec", node, "sh", "-c", DRIFT[what][1]) for node, what in round_.items()}
+        for node, what in round_.items():
+            docker_out("exec", node, "sh", "-c", DRIFT[what][0])
+        again = provision("up", "-f", str(path), "--skip", "verify", env=env)
+        assert again.returncode == 0, again.stderr[-3000:]
+        ran = last_run_tasks(state)
+        assert {play: ran.get(play) for play in JUDGED_PLAYS} == {play: set(round_) for play in JUDGED_PLAYS}, ran
+        after = {node: docker_out("exec", node, "sh", "-c", DRIFT[what][1]) for node, what in round_.items()}
+        assert after == before, round_
 
 
 @pytest.mark.parametrize("sample", SAMPLES)
