@@ -13,8 +13,9 @@ here; etcd is Debian's), and measures three phases:
   add      the spec with one more worker, `provision add-node`'s code path (provision.day2.add_nodes)
 
 Before those, on fresh nodes of the same layout, the FLOOR: what installing every package and artifact each
-node needs costs done alone (one apt transaction per node with every package `up` installs there, all nodes at
-once, then the artifacts copied and unpacked; docker exec, no Ansible). The cold run's CONVERGE is the cold
+node needs costs done alone (one apt transaction per node with every package `up` installs there, without their
+Recommends as os_prep installs them, all nodes at once, then the artifacts copied and unpacked; docker exec, no
+Ansible). The cold run's CONVERGE is the cold
 phase without making and reaching the machines; issue #19's bound for it is 1.3 x floor + 10 s.
 
 For each phase: wall-clock seconds, tasks Ansible executed per host, changed tasks, and SSH connections
@@ -158,7 +159,8 @@ def _artifacts_tar(artifacts: Path) -> bytes:
 
 
 FLOOR_APT = ("set -e; printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; "
-             "apt-get update -q >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -q {packages} >/dev/null; "
+             "apt-get update -q >/dev/null; DEBIAN_FRONTEND=noninteractive "
+             "apt-get install -y -q --no-install-recommends {packages} >/dev/null; "
              "rm -f /usr/sbin/policy-rc.d")
 FLOOR_UNPACK = ("set -e; cd /root/floor; install -m 0755 bin/* /usr/bin/; mkdir -p /etc/systemd/system/kubelet.service.d "
                 "/opt/cni/bin; cp systemd/kubelet.service /etc/systemd/system/; "
