@@ -15,8 +15,8 @@ here; etcd is Debian's), and measures three phases:
 Before those, on fresh nodes of the same layout, the FLOOR: what installing every package and artifact each
 node needs costs done alone (one apt transaction per node with every package `up` installs there, without their
 Recommends as os_prep installs them, all nodes at once, then the artifacts copied and unpacked; docker exec, no
-Ansible). The cold run's CONVERGE is the cold
-phase without making and reaching the machines; issue #19's bound for it is 1.3 x floor + 10 s.
+Ansible). The cold run's CONVERGE is the cold phase without making and reaching the machines; issue #19's bound
+for it is 1.3 x floor + 10 s.
 
 For each phase: wall-clock seconds, tasks Ansible executed per host, changed tasks, and SSH connections
 opened (each node's sshd journal, "Accepted publickey" since the phase began, with the cluster's persistent
