@@ -160,7 +160,7 @@ def _artifacts_tar(artifacts: Path) -> bytes:
 
 FLOOR_APT = ("set -e; printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; "
              "apt-get update -q >/dev/null; DEBIAN_FRONTEND=noninteractive "
-             "apt-get install -y -q --no-install-recommends {packages} >/dev/null; "
+             "apt-get install -y -q {recommends}{packages} >/dev/null; "
              "rm -f /usr/sbin/policy-rc.d")
 FLOOR_UNPACK = ("set -e; cd /root/floor; install -m 0755 bin/* /usr/bin/; mkdir -p /etc/systemd/system/kubelet.service.d "
                 "/opt/cni/bin; cp systemd/kubelet.service /etc/systemd/system/; "
@@ -169,9 +169,15 @@ FLOOR_UNPACK = ("set -e; cd /root/floor; install -m 0755 bin/* /usr/bin/; mkdir 
                 "for i in images/*.tar; do ctr -n k8s.io images import \"$i\" >/dev/null; done; fi")
 
 
-def floor_node(node: str, packages: list[str], tar: bytes | None) -> None:
+def floor_apt(names: list[str]) -> str:
+    """The floor's apt transaction, with or without the Recommends as os_prep installs them."""
+    recommends = "" if packages.os_prep_installs_recommends() else "--no-install-recommends "
+    return FLOOR_APT.format(recommends=recommends, packages=" ".join(names))
+
+
+def floor_node(node: str, names: list[str], tar: bytes | None) -> None:
     """One node's floor: one apt transaction with every package it needs, then the artifacts unpacked."""
-    _docker("exec", node, "sh", "-c", FLOOR_APT.format(packages=" ".join(packages)))
+    _docker("exec", node, "sh", "-c", floor_apt(names))
     if tar is not None:
         _docker("exec", node, "mkdir", "-p", "/root/floor")
         _docker("exec", "-i", node, "tar", "-C", "/root/floor", "-xf", "-", stdin=tar)

@@ -12,6 +12,7 @@ Packages from pkgs.k8s.io (artifacts mode online) are not here: their apt source
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 import yaml
 
@@ -42,11 +43,21 @@ def extra_packages(topo: Topology, node: str) -> list[str]:
 
 
 @cache
+def os_prep_defaults() -> dict[str, Any]:
+    """os_prep's documented defaults (roles/os_prep/defaults/main.yml)."""
+    return dict(yaml.safe_load((ROLES / "os_prep" / "defaults" / "main.yml").read_text()))
+
+
 def os_prep_packages() -> tuple[str, ...]:
     """os_prep's own packages with its default time sync daemon, as its defaults name them."""
-    defaults = yaml.safe_load((ROLES / "os_prep" / "defaults" / "main.yml").read_text())
+    defaults = os_prep_defaults()
     daemons = yaml.safe_load((ROLES / "os_prep" / "vars" / "main.yml").read_text())["os_prep_time_sync_daemons"]
     return (*defaults["os_prep_packages"], daemons[defaults["os_prep_time_sync"]]["package"])
+
+
+def os_prep_installs_recommends() -> bool:
+    """Whether os_prep's transaction installs the packages' Recommends too (its default)."""
+    return bool(os_prep_defaults()["os_prep_install_recommends"])
 
 
 def node_packages(topo: Topology, node: str) -> list[str]:
